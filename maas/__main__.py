@@ -1,0 +1,3 @@
+from maas.cli.main import app
+
+app()

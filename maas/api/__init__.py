@@ -1,0 +1,1 @@
+"""The HTTP layer: routes, auth, schemas and error mapping; no business logic."""

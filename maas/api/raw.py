@@ -1,0 +1,178 @@
+"""The raw ASGI endpoints of inference (``/predict``, V2): requests and answers without Starlette objects.
+
+FastAPI's dependency injection and body validation, and even Starlette's ``Request``/``Response`` objects,
+cost more per request than a small model's share of its batch (measured: ~40 us of a ~120 us request), so
+these endpoints read the body and the two headers they need straight from the ASGI messages, authenticate
+with ``deps.authenticate`` and send prebuilt header lists. A handler is ``async (RawRequest) -> Answer``;
+``RawEndpoint`` makes it an ASGI app that both the router and ``hotpath.HotPath`` can call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from maas.api.body import JSON_TYPES
+from maas.api.deps import Services, authenticate
+from maas.errors import (
+    Forbidden,
+    InvalidInput,
+    MaasError,
+    MalformedJson,
+    Overloaded,
+    Unavailable,
+    UnsupportedMediaType,
+)
+from maas.inference.engine import InferenceEngine
+from maas.inference.servable import ServableVersion
+from maas.observability.middleware import Receive, Scope, Send
+from maas.security.principals import Principal
+
+log = logging.getLogger(__name__)
+
+JSON = b"application/json"
+Ref = int | str | None
+_EMPTY: dict[str, str] = {}
+
+
+@dataclass(slots=True)
+class Answer:
+    body: bytes
+    status: int = 200
+    content_type: bytes = JSON
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    async def send(self, send: Send) -> None:
+        headers = [(b"content-type", self.content_type), (b"content-length", b"%d" % len(self.body)), *self.headers]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+class RawRequest:
+    """The scope, its headers as a dict (ASGI header names are lower case) and the whole body."""
+
+    __slots__ = ("body", "headers", "scope", "services")
+
+    def __init__(self, scope: Scope, body: bytes) -> None:
+        self.scope = scope
+        self.headers: dict[bytes, bytes] = dict(scope["headers"])
+        self.body = body
+        self.services: Services = scope["app"].state.services
+
+    @property
+    def path_params(self) -> dict[str, Any]:
+        return self.scope.get("path_params") or _EMPTY
+
+    def header(self, name: bytes) -> str | None:
+        value = self.headers.get(name)
+        return None if value is None else value.decode("latin-1")
+
+
+Handler = Callable[[RawRequest], Awaitable[Answer]]
+
+
+class RawEndpoint:
+    """An ASGI app around ``handler``: read the whole body, run it, send its answer."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = await self.handler(RawRequest(scope, await _read_body(receive)))
+        await answer.send(send)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body
+    chunks = [body]
+    while message.get("more_body", False):  # a disconnect ends the loop; the parse then fails cleanly
+        message = await receive()
+        chunks.append(message.get("body", b""))
+    return b"".join(chunks)
+
+
+# --- the steps every handler takes ---------------------------------------------------------------------
+def engine_of(services: Services) -> InferenceEngine:
+    if services.engine is None:
+        raise Unavailable("This server runs without an inference engine.")
+    return services.engine
+
+
+def authorize(request: RawRequest, *scopes: str) -> Principal:
+    """The caller, who must hold one of ``scopes``; kept in the scope state like ``deps.get_principal`` does."""
+    authorization = request.header(b"authorization")
+    principal = authenticate(request.services, {"authorization": authorization} if authorization else _EMPTY)
+    if not any(principal.allows(scope) for scope in scopes):
+        raise Forbidden(f"This API key lacks the {scopes[0]!r} scope.")
+    request.scope.setdefault("state", {})["principal"] = principal
+    return principal
+
+
+def json_object(request: RawRequest) -> dict[str, Any]:
+    """The body as a JSON object: 415 for a non-JSON type, 400 when it does not parse, 422 if not an object.
+
+    Like ``body.read_json``, a missing type or curl's default form type is accepted as JSON.
+    """
+    kind = (request.header(b"content-type") or "").split(";")[0].strip().lower()
+    if kind not in JSON_TYPES and not kind.endswith("+json"):
+        raise UnsupportedMediaType(f"Send JSON (application/json), not {kind!r}.")
+    if not request.body.strip():
+        raise MalformedJson("The request body is empty; send a JSON object.")
+    try:
+        document = orjson.loads(request.body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJson(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(document, dict):
+        raise InvalidInput("The request body must be a JSON object.")
+    return document
+
+
+def version_ref(value: Any, field: str = "version") -> Ref:
+    """A version number, an alias, or None (the ``production`` alias, else the latest version)."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, str) and value:
+        return int(value) if value.isdigit() else value
+    raise InvalidInput(f'"{field}" must be a version number or an alias name.')
+
+
+def json_answer(content: Any, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None) -> Answer:
+    return Answer(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status, JSON, headers or [])
+
+
+def error_answer(error: MaasError, body: dict[str, Any], status: int) -> Answer:
+    """``body`` in the protocol's error shape; an overloaded model's 503 tells when to retry (whole seconds)."""
+    if status >= 500:
+        log.warning("%s: %s", error.code, error.message)
+    headers = [(b"retry-after", b"%d" % max(1, round(error.retry_after)))] if isinstance(error, Overloaded) else []
+    return json_answer(body, status, headers)
+
+
+class Timing:
+    """One inference request's outcome for the metrics: its model once resolved, its status, its duration."""
+
+    __slots__ = ("servable", "services", "started")
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.servable: ServableVersion | None = None
+        self.started = time.perf_counter()
+
+    def finish(self, answer: Answer, error: MaasError | None = None) -> Answer:
+        observer = self.services.inference_metrics
+        if observer is None:
+            return answer
+        if error is not None:
+            observer.observe_error(self.servable.model if self.servable else None, error.code)
+        if self.servable is not None:
+            seconds = time.perf_counter() - self.started
+            observer.observe_request(self.servable.model, self.servable.version, answer.status, seconds)
+        return answer

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from maas.api.body import media_type, read_model
+from maas.api.deps import ManageDep, ReadDep, RegistryDep, TrainDep
+from maas.api.forms import read_form, required_file, text_field
+from maas.api.responses import JSONResponse
+from maas.api.schemas.datasets import DatasetCreate, dataset_list, dataset_public
+from maas.errors import UnsupportedMediaType
+
+router = APIRouter(tags=["datasets"])
+
+
+@router.post("/datasets", status_code=201)
+async def create_dataset(request: Request, principal: TrainDep, registry: RegistryDep) -> JSONResponse:
+    """Upload a file (multipart: ``file``, ``name``, ``target``, ``task``) or register a built-in (JSON)."""
+    kind = media_type(request)
+    if kind == "multipart/form-data":
+        form = await read_form(request)
+        upload = await required_file(form, "file")
+        name = text_field(form, "name", required=True) or ""
+        target, task = text_field(form, "target"), text_field(form, "task")
+        dataset = await run_in_threadpool(registry.upload_dataset, principal.tenant, name, upload.filename,
+                                          upload.data, target, task)
+    elif kind in ("application/json", "application/x-www-form-urlencoded", ""):
+        body = await read_model(request, DatasetCreate)
+        dataset = await run_in_threadpool(registry.register_builtin, principal.tenant, body.name, body.builtin)
+    else:
+        raise UnsupportedMediaType("Send multipart/form-data (a file) or JSON (a built-in dataset).")
+    return JSONResponse(dataset_public(dataset), status_code=201)
+
+
+@router.get("/datasets")
+def list_datasets(principal: ReadDep, registry: RegistryDep, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+    return dataset_list(registry.list_datasets(principal.tenant, offset, limit))
+
+
+@router.get("/datasets/{ref}")
+def get_dataset(ref: str, principal: ReadDep, registry: RegistryDep) -> dict[str, Any]:
+    return dataset_public(registry.get_dataset(principal.tenant, ref))
+
+
+@router.delete("/datasets/{ref}", status_code=204)
+def delete_dataset(ref: str, principal: ManageDep, registry: RegistryDep) -> None:
+    registry.delete_dataset(principal.tenant, ref)

@@ -1,0 +1,1 @@
+"""Wire schemas: XCreate / XUpdate / XPublic / XList."""

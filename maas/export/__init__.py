@@ -1,0 +1,1 @@
+"""Export steps (ONNX, quantisation, pruning, distillation) and the pipeline that chains them."""

@@ -1,0 +1,107 @@
+"""Turn a model's raw outputs into what a user asked for: labels in the dataset's own classes, scores, values.
+
+maas-trained models output ``probabilities`` (softmax applied) or ``prediction``; imported ONNX models may
+name them otherwise, so the first output is used then, and scores that are not yet a distribution (logits)
+get a softmax. A single score column with two classes is read as P(second class).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from maas.errors import InferenceFailed
+from maas.inference.backends.base import TensorSpec
+from maas.inference.servable import ServableVersion
+
+SCORES = "probabilities"
+VALUES = "prediction"
+LABELS = "label"
+_SMALL = 256  # values: below this, checks in Python beat numpy's per-call overhead
+
+
+def postprocess(servable: ServableVersion, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``{"predictions", "probabilities"}`` for classification, ``{"predictions"}`` for regression."""
+    if servable.task == "classification":
+        scores = class_scores(servable, outputs)
+        return {"predictions": _labels(servable, scores).tolist(), "probabilities": scores.tolist()}
+    values = _first(outputs, VALUES)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    return {"predictions": values.tolist()}
+
+
+def with_labels(servable: ServableVersion, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The V2 outputs: the model's own tensors plus, for classifiers, a ``label`` tensor."""
+    if servable.task != "classification":
+        return outputs
+    return {**outputs, LABELS: _labels(servable, class_scores(servable, outputs))}
+
+
+def label_spec(servable: ServableVersion) -> TensorSpec | None:
+    if servable.task != "classification":
+        return None
+    numeric = bool(servable.classes) and all(isinstance(c, int) for c in servable.classes or [])
+    return TensorSpec(LABELS, "INT64" if numeric or not servable.classes else "BYTES", [-1])
+
+
+def class_scores(servable: ServableVersion, outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """``[N, n_classes]`` probabilities, whatever form the model gave its scores in."""
+    raw = _first(outputs, SCORES).astype(np.float32, copy=False)
+    if raw.ndim == 1:
+        raw = raw[:, np.newaxis]
+    n_classes = len(servable.classes) if servable.classes else raw.shape[1]
+    if raw.shape[1] == 1 and n_classes == 2:
+        positive = raw[:, 0] if _within_unit(raw) else _sigmoid(raw[:, 0])
+        return np.stack([1.0 - positive, positive], axis=1)
+    if raw.shape[1] != n_classes:
+        raise InferenceFailed(
+            f"The model returns {raw.shape[1]} scores per row but version {servable.version} has {n_classes} classes."
+        )
+    return raw if _is_distribution(raw) else _softmax(raw)
+
+
+def _labels(servable: ServableVersion, scores: np.ndarray) -> np.ndarray:
+    index = scores.argmax(axis=1)
+    if not servable.classes:
+        return index.astype(np.int64)
+    return _class_array(tuple(servable.classes))[index]
+
+
+@lru_cache(maxsize=256)
+def _class_array(classes: tuple[Any, ...]) -> np.ndarray:
+    """The classes as an array to index with argmax; built once per class list, not once per request."""
+    numeric = all(isinstance(c, int) for c in classes)
+    return np.asarray(classes, dtype=np.int64 if numeric else object)
+
+
+def _first(outputs: dict[str, np.ndarray], preferred: str) -> np.ndarray:
+    if preferred in outputs:
+        return outputs[preferred]
+    if not outputs:
+        raise InferenceFailed("The model returned no outputs.")
+    return next(iter(outputs.values()))
+
+
+def _is_distribution(scores: np.ndarray) -> bool:
+    # Runs once per request: on the usual one-row answer, plain Python over the few values is ~4x faster than
+    # numpy's reductions (each costs ~1 us of call overhead), and np.allclose took ~20 us.
+    if scores.size <= _SMALL:
+        return all(min(row) >= -1e-6 and abs(sum(row) - 1.0) <= 1e-3 for row in scores.tolist())
+    sums = scores.sum(axis=1)
+    return bool(scores.min() >= -1e-6 and sums.min() >= 1.0 - 1e-3 and sums.max() <= 1.0 + 1e-3)
+
+
+def _within_unit(scores: np.ndarray) -> bool:
+    return bool(((scores >= 0.0) & (scores <= 1.0)).all())
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _sigmoid(values: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-values))

@@ -1,0 +1,1 @@
+"""Job workers (claim, lease, heartbeat, supervise) and the child-process entry point that runs a job."""

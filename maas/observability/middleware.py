@@ -1,0 +1,130 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task and a copy per request on the hot path).
+
+One pass does: request id, body-size limits (413 before the body is read when Content-Length says so, and
+while streaming otherwise), per-route metrics by route *template*, and the audit hook for mutating calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from random import getrandbits
+from time import perf_counter
+from typing import Any
+
+import orjson
+
+from maas.observability import context
+from maas.observability.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+AuditHook = Callable[[Scope, str, int], None]
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None) or scope.get("maas.route")
+    return str(path) if path else "<unmatched>"
+
+
+async def send_json(send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
+    payload = orjson.dumps(body)
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, limit_for: Callable[[Scope], int],
+                 audit: AuditHook | None = None, unaudited: Callable[[Scope], bool] | None = None) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.limit_for = limit_for
+        self.audit = audit
+        self.unaudited = unaudited or (lambda _scope: False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = _header(scope, b"x-request-id") or _new_request_id()
+        limit = self.limit_for(scope)
+        declared = _header(scope, b"content-length")
+        status_box = {"status": 500, "started": False}
+        start = perf_counter()
+        with context.request_context(rid):
+            if declared and declared.isdigit() and int(declared) > limit:
+                await self._too_large(send, limit, status_box)
+            else:
+                await self._call(scope, _limited(receive, limit), _tracking(send, status_box, rid), limit, status_box)
+        self.metrics.observe_http(route_template(scope), scope["method"], status_box["status"], perf_counter() - start)
+        if self.audit is not None and scope["method"] in MUTATING and not self.unaudited(scope):
+            await asyncio.to_thread(self._audit, scope, status_box["status"])
+
+    async def _call(self, scope: Scope, receive: Receive, send: Send, limit: int, box: dict[str, Any]) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except BodyTooLarge:
+            if not box["started"]:
+                await self._too_large(send, limit, box)
+
+    async def _too_large(self, send: Send, limit: int, box: dict[str, Any]) -> None:
+        box["status"] = 413
+        await send_json(send, 413, {"error": f"The request body is larger than the limit of {limit} bytes.",
+                                    "code": "payload_too_large"})
+
+    def _audit(self, scope: Scope, status: int) -> None:
+        try:
+            self.audit(scope, route_template(scope), status)  # type: ignore[misc]
+        except Exception:
+            log.exception("audit write failed")
+
+
+def _new_request_id() -> str:
+    # Unique enough to find a request's log lines, and ~10x cheaper than uuid4 (no urandom syscall per request).
+    return f"{getrandbits(64):016x}"
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge
+        return message
+
+    return wrapped
+
+
+def _tracking(send: Send, box: dict[str, Any], rid: str) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            box["status"], box["started"] = message["status"], True
+            message.setdefault("headers", [])
+            message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+        await send(message)
+
+    return wrapped

@@ -1,0 +1,1 @@
+"""The model registry: datasets, models, versions, artifacts, aliases, jobs, keys and the audit log."""

@@ -1,0 +1,5 @@
+"""Content-addressed artifact store."""
+
+from maas.storage.store import ArtifactStore, StoredBlob
+
+__all__ = ["ArtifactStore", "StoredBlob"]

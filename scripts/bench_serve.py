@@ -1,0 +1,313 @@
+"""Serving benchmark: ``POST /predict`` of a real ``maas serve`` against its own limits, in one run.
+
+1. Trains the digits MLP and CNN in-process with ``maas.training`` (a few epochs: accuracy is not the point),
+   exports them to ONNX and imports them into a fresh ``maas serve`` (temp data dir, no job workers) with
+   ``POST /models``.
+2. Drives ``/predict`` with wrk (one JSON row of 64 floats per request) at concurrency 1, 16 and 64, and the
+   CNN also with 64 rows per request (a client that batches itself: what the engine does with bulk traffic).
+3. Measures in-process ONNX Runtime on the same files at batch 1 and 64 (all cores): the compute limit.
+4. A naive FastAPI server (pydantic body, one ORT call per request), driven the same way.
+5. A bare uvicorn ASGI app that parses the same body with orjson and answers a constant: the HTTP floor.
+
+Every server runs under the same uvicorn with the same event loop and HTTP parser: uvloop and httptools when
+they are installed (uvicorn's "auto"), else asyncio and h11; the first line printed says which. Prints a table
+and the ratios the serving issue asks for. Run: ``.venv/bin/python scripts/bench_serve.py`` (~3 min, 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CONCURRENCY = (1, 16, 64)
+ROW = [round(float(v), 1) for v in np.random.default_rng(0).uniform(0, 16, 64)]
+BULK_ROWS = 64
+BULK_CONCURRENCY = 16
+
+NAIVE_APP = '''
+import os
+
+import numpy as np
+import onnxruntime as ort
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+session = ort.InferenceSession(os.environ["BENCH_MODEL"], providers=["CPUExecutionProvider"])
+app = FastAPI()
+
+
+class Body(BaseModel):
+    model: str
+    inputs: list[list[float]]
+
+
+@app.post("/predict")
+def predict(body: Body) -> dict:
+    x = np.asarray(body.inputs, dtype=np.float32)
+    (probabilities,) = session.run(None, {"input": x})
+    return {"predictions": probabilities.argmax(axis=1).tolist(), "probabilities": probabilities.tolist()}
+'''
+
+FLOOR_APP = '''
+import orjson
+
+ANSWER = b'{"model":"digits","version":1,"variant":"onnx","predictions":[0]}'
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(ANSWER)).encode())]
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    orjson.loads(body)
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": ANSWER})
+'''
+
+LUA = '''
+wrk.method = "POST"
+wrk.body = [==[{body}]==]
+wrk.headers["Content-Type"] = "application/json"
+'''
+
+
+@dataclass(frozen=True)
+class Load:
+    """One wrk run."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+# --- models ------------------------------------------------------------------------------------------------
+def build_models(folder: Path, epochs: int) -> dict[str, Path]:
+    """Train the digits MLP and CNN briefly and export both to ONNX; returns their files by model name."""
+    from maas.datasets.builtin import load_builtin
+    from maas.export.onnx import export_onnx
+    from maas.training.spec import TrainSpec
+    from maas.training.trainer import train
+
+    data = load_builtin("digits")
+    files = {}
+    for name, architecture in (("digits-mlp", "mlp"), ("digits-cnn", "cnn")):
+        spec = TrainSpec.model_validate({"dataset": "digits", "architecture": {"type": architecture},
+                                         "hyperparameters": {"epochs": epochs, "early_stopping": None}})
+        started = time.perf_counter()
+        result = train(data, spec, checkpoint_path=None, device="cpu")
+        files[name] = folder / f"{name}.onnx"
+        export_onnx(result.serving_module, list(data.schema.input_shape), files[name])
+        print(f"  trained {name}: accuracy {result.metrics.get('accuracy', 0):.3f} "
+              f"in {time.perf_counter() - started:.1f} s", flush=True)
+    return files
+
+
+def import_models(url: str, files: dict[str, Path]) -> None:
+    metadata = json.dumps({"classes": list(range(10))})
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for name, path in files.items():
+            response = http.post("/models", files={"file": (path.name, path.read_bytes())},
+                                 data={"name": name, "metadata": metadata})
+            response.raise_for_status()
+            # The first request loads and warms the model: keep that out of the measurement.
+            http.post("/predict", json={"model": name, "inputs": [ROW]}).raise_for_status()
+
+
+# --- servers -----------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def server(command: list[str], env: dict[str, str], ready_path: str, log: Path) -> Iterator[str]:
+    port = free_port()
+    command = [part.replace("{port}", str(port)) for part in command]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+                                   cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url + ready_path, process, log)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log.read_text()[-2000:]}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server did not come up:\n{log.read_text()[-2000:]}")
+
+
+def uvicorn_command(app_dir: Path, module: str) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", f"{module}:app", "--app-dir", str(app_dir), "--host", "127.0.0.1",
+            "--port", "{port}", "--log-level", "warning", "--no-access-log"]
+
+
+def maas_command() -> list[str]:
+    return [sys.executable, "-m", "maas", "serve", "--host", "127.0.0.1", "--port", "{port}", "--workers", "0"]
+
+
+# --- load --------------------------------------------------------------------------------------------------
+def drive(url: str, model: str, concurrency: int, seconds: int, folder: Path, rows: int = 1) -> Load:
+    script = folder / f"{model}-{rows}.lua"
+    body = json.dumps({"model": model, "inputs": [ROW] * rows}, separators=(",", ":"))
+    script.write_text(LUA.format(body=body))
+    threads = 1 if concurrency < 16 else 2  # wrk shares the two cores with the server: keep it lean
+    output = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), url + "/predict"],
+        capture_output=True, text=True, check=True).stdout
+    return parse_wrk(output)
+
+
+def parse_wrk(output: str) -> Load:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    socket_errors = re.search(r"Socket errors:.*", output)
+    failed = int(errors.group(1)) if errors else 0
+    if socket_errors:
+        failed += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(0)))
+    return Load(rps, _percentile(output, "50"), _percentile(output, "99"), failed)
+
+
+def _percentile(output: str, which: str) -> float:
+    value, unit = re.search(rf"^\s+{which}%\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+# --- in-process ONNX Runtime -------------------------------------------------------------------------------
+def ort_samples_per_second(path: Path, batch: int, seconds: float = 2.0) -> float:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])  # default: all cores
+    x = np.tile(np.asarray(ROW, dtype=np.float32), (batch, 1))
+    for _ in range(20):
+        session.run(None, {"input": x})
+    runs, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        session.run(None, {"input": x})
+        runs += 1
+    return runs * batch / elapsed
+
+
+# --- report ------------------------------------------------------------------------------------------------
+def uvicorn_stack() -> str:
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"{loop} + {http}"
+
+
+def print_table(results: dict[tuple[str, str, int], Load], ort_rates: dict[tuple[str, int], float]) -> None:
+    print(f"\n{'server':<8} {'model':<15} {'c':>3} {'req/s':>9} {'samples/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'errors':>6}")
+    for (label, model, concurrency), load in results.items():
+        rows = BULK_ROWS if model.endswith("x64") else 1
+        print(f"{label:<8} {model:<15} {concurrency:>3} {load.rps:>9.0f} {load.rps * rows:>10.0f} "
+              f"{load.p50_ms:>8.3f} {load.p99_ms:>8.2f} {load.errors:>6}")
+    print(f"\n{'in-process ONNX Runtime':<28} {'batch':>5} {'samples/s':>11}")
+    for (model, batch), rate in ort_rates.items():
+        print(f"{model:<28} {batch:>5} {rate:>11.0f}")
+
+
+def print_ratios(results: dict[tuple[str, str, int], Load], ort_rates: dict[tuple[str, int], float]) -> None:
+    mlp = results[("maas", "digits-mlp", 64)]
+    bulk_samples = results[("maas", f"digits-cnn x{BULK_ROWS}", BULK_CONCURRENCY)].rps * BULK_ROWS
+    checks = [
+        ("MLP c=64 maas / naive", mlp.rps / results[("naive", "digits-mlp", 64)].rps, ">= 4.5x", 4.5),
+        ("MLP c=64 maas / floor", mlp.rps / results[("floor", "digits-mlp", 64)].rps, ">= 0.75", 0.75),
+        ("CNN 64-row requests / ORT b64", bulk_samples / ort_rates[("digits-cnn", 64)], ">= 0.35", 0.35),
+        ("CNN 1-row c=64 / ORT b64 (info)",
+         results[("maas", "digits-cnn", 64)].rps / ort_rates[("digits-cnn", 64)], "-", 0.0),
+    ]
+    print()
+    for label, ratio, goal, threshold in checks:
+        verdict = "" if goal == "-" else ("met" if ratio >= threshold else "MISSED")
+        print(f"{label:<32} {ratio:>7.2f}   goal {goal:<8} {verdict}")
+    p99, p50 = mlp.p99_ms, results[("maas", "digits-mlp", 1)].p50_ms
+    print(f"{'MLP c=64 maas p99':<32} {p99:>6.2f}ms  goal < 15 ms  {'met' if p99 < 15 else 'MISSED'}")
+    print(f"{'MLP c=1 maas p50':<32} {p50:>6.3f}ms  goal < 0.3 ms {'met' if p50 < 0.3 else 'MISSED'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=8, help="duration of each wrk run")
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs of each model")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk)")
+    folder = Path(tempfile.mkdtemp(prefix="maas-bench-"))
+    try:
+        run(folder, args.seconds, args.epochs)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(folder: Path, seconds: int, epochs: int) -> None:
+    print(f"uvicorn stack: {uvicorn_stack()}; building models in {folder} ({os.cpu_count()} cores)", flush=True)
+    files = build_models(folder, epochs)
+    (folder / "naive_app.py").write_text(NAIVE_APP)
+    (folder / "floor_app.py").write_text(FLOOR_APP)
+    results: dict[tuple[str, str, int], Load] = {}
+    env = {"MAAS_DATA_DIR": str(folder / "data"), "MAAS_WORKERS": "0", "MAAS_LOG_LEVEL": "warning"}
+    with server(maas_command(), env, "/healthz", folder / "maas.log") as url:
+        import_models(url, files)
+        for model in files:
+            for concurrency in CONCURRENCY:
+                results[("maas", model, concurrency)] = drive(url, model, concurrency, seconds, folder)
+                print(f"  maas  {model} c={concurrency}: {results[('maas', model, concurrency)]}", flush=True)
+        bulk = drive(url, "digits-cnn", BULK_CONCURRENCY, seconds, folder, rows=BULK_ROWS)
+        results[("maas", f"digits-cnn x{BULK_ROWS}", BULK_CONCURRENCY)] = bulk
+        print(f"  maas  digits-cnn x{BULK_ROWS} rows c={BULK_CONCURRENCY}: {bulk}", flush=True)
+    for label, module in (("naive", "naive_app"), ("floor", "floor_app")):
+        env = {"BENCH_MODEL": str(files["digits-mlp"])}
+        with server(uvicorn_command(folder, module), env, "/docs", folder / f"{label}.log") as url:
+            for concurrency in CONCURRENCY:
+                results[(label, "digits-mlp", concurrency)] = drive(url, "digits-mlp", concurrency, seconds, folder)
+                print(f"  {label} digits-mlp c={concurrency}: {results[(label, 'digits-mlp', concurrency)]}",
+                      flush=True)
+    ort_rates = {(model, batch): ort_samples_per_second(path, batch) for model, path in files.items()
+                 for batch in (1, 64)}
+    print_table(results, ort_rates)
+    print_ratios(results, ort_rates)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The registry over HTTP: import, list, get, download, aliases, delete, with every error a JSON body."""
+
+from __future__ import annotations
+
+import hashlib
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.factories import affine_onnx, classifier_onnx
+
+
+def import_model(client: TestClient, name: str, blob: bytes, metadata: dict | None = None, **kw: object):
+    data = {"name": name}
+    if metadata is not None:
+        data["metadata"] = orjson.dumps(metadata).decode()
+    return client.post("/models", files={"file": ("m.onnx", blob)}, data=data, **kw)  # type: ignore[arg-type]
+
+
+def test_import_list_get_download(client: TestClient) -> None:
+    blob = classifier_onnx()
+    response = import_model(client, "clf", blob, {"classes": ["a", "b", "c"], "description": "toy"})
+    assert response.status_code == 201, response.text
+    version = response.json()
+    assert version["model"] == "clf" and version["version"] == 1 and version["task"] == "classification"
+    (artifact,) = version["artifacts"]
+    assert artifact["kind"] == "onnx" and artifact["sha256"] == hashlib.sha256(blob).hexdigest()
+    assert artifact["size_bytes"] == len(blob)
+    assert set(version) >= {"metrics", "aliases", "lineage", "created_at"}
+    assert client.get("/models").json()["items"][0]["name"] == "clf"
+    assert client.get("/models/clf").json()["latest_version"] == 1
+    assert client.get("/models/clf/versions").json()["total"] == 1
+    download = client.get("/models/clf/versions/1/artifacts/onnx")
+    assert download.status_code == 200 and download.content == blob
+    assert download.headers["x-content-sha256"] == artifact["sha256"]
+
+
+def test_aliases_over_http(client: TestClient) -> None:
+    for _ in range(2):
+        assert import_model(client, "m", affine_onnx()).status_code == 201
+    put = client.put("/models/m/aliases/production", json={"version": 2})
+    assert put.status_code == 200 and put.json()["aliases"] == ["production"]
+    assert client.get("/models/m").json()["aliases"] == {"production": 2}
+    assert client.put("/models/m/aliases/production", json={"version": 1}).status_code == 200
+    assert client.delete("/models/m/versions/1").json()["code"] == "version_in_use"
+    assert client.delete("/models/m/versions/2").status_code == 204
+    assert client.delete("/models/m/aliases/production").status_code == 204
+    assert client.delete("/models/m/aliases/production").status_code == 404
+    assert client.put("/models/m/aliases/production", json={"version": 9}).status_code == 404
+
+
+@pytest.mark.parametrize(("blob", "code"), [(b"not onnx", "invalid_model"),
+                                           (b"\x80\x04\x95\x00pickle", "invalid_model")])
+def test_bad_uploads_are_422_and_store_nothing(client: TestClient, blob: bytes, code: str) -> None:
+    response = import_model(client, "bad", blob)
+    assert response.status_code == 422 and response.json()["code"] == code
+    assert client.get("/models").json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "status", "code"),
+    [
+        (lambda c: c.get("/models/nope"), 404, "model_not_found"),
+        (lambda c: c.get("/models/nope/versions/1"), 404, "model_not_found"),
+        (lambda c: c.get("/models/nope/versions/x"), 422, "invalid_input"),
+        (lambda c: c.post("/models", json={"name": "x"}), 415, "unsupported_media_type"),
+        (lambda c: c.post("/models", files={"file": ("m.onnx", b"x")}), 422, "invalid_input"),
+        (lambda c: c.post("/models", data={"name": "x"}, files={"other": ("a", b"b")}), 422, "invalid_input"),
+        (lambda c: import_model(c, "../etc", affine_onnx()), 422, "invalid_input"),
+        (lambda c: import_model(c, "m", affine_onnx(), {"unknown": 1}), 422, "invalid_input"),
+        (lambda c: c.post("/models", files={"file": ("m.onnx", affine_onnx())},
+                          data={"name": "m", "metadata": "{not json"}), 400, "malformed_json"),
+        (lambda c: c.put("/models/m/aliases/prod", content=b"{", headers={"content-type": "application/json"}),
+         400, "malformed_json"),
+        (lambda c: c.put("/models/m/aliases/prod", json={"version": 1, "extra": 2}), 422, "invalid_input"),
+        (lambda c: c.put("/models/m/aliases/prod", content=b"<x/>", headers={"content-type": "application/xml"}),
+         415, "unsupported_media_type"),
+        (lambda c: c.get("/no/such/route"), 404, "not_found"),
+        (lambda c: c.delete("/models"), 405, "method_not_allowed"),
+    ],
+)
+def test_errors_are_json_with_the_right_status(client: TestClient, call, status: int, code: str) -> None:
+    response = call(client)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == code and isinstance(body["error"], str) and body["error"]
+
+
+def test_oversized_body_is_413(make_client) -> None:
+    small = make_client(max_request_mb=0.001, max_upload_mb=0.001)
+    response = small.put("/models/m/aliases/prod", content=b"x" * 5000, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and response.json()["code"] == "payload_too_large"
+    upload = import_model(small, "m", b"\0" * 5000)
+    assert upload.status_code == 413

@@ -1,0 +1,53 @@
+"""Real, tiny things for tests: fixed-weight ONNX models whose outputs are exact, and registry helpers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def affine_onnx(n_in: int = 4, weight: float = 2.0, bias: float = 1.0) -> bytes:
+    """y = weight * x + bias elementwise, input [-1, n_in] -> output [-1, n_in]: 4 -> 9 with the defaults."""
+    w = numpy_helper.from_array(np.full((n_in,), weight, dtype=np.float32), "w")
+    b = numpy_helper.from_array(np.full((n_in,), bias, dtype=np.float32), "b")
+    nodes = [helper.make_node("Mul", ["input", "w"], ["scaled"]),
+             helper.make_node("Add", ["scaled", "b"], ["output"])]
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, n_in])]
+    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, [None, n_in])]
+    graph = helper.make_graph(nodes, "affine", inputs, outputs, [w, b])
+    return _serialise(graph)
+
+
+def classifier_onnx(n_in: int = 4, n_classes: int = 3) -> bytes:
+    """softmax(x @ W) with W[i, j] = 1 if i % n_classes == j: the class is the argmax of summed feature groups."""
+    weights = np.zeros((n_in, n_classes), dtype=np.float32)
+    for i in range(n_in):
+        weights[i, i % n_classes] = 1.0
+    w = numpy_helper.from_array(weights, "w")
+    nodes = [helper.make_node("MatMul", ["input", "w"], ["logits"]),
+             helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)]
+    graph = helper.make_graph(nodes, "classifier",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, n_in])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, n_classes])],
+                              [w])
+    return _serialise(graph)
+
+
+def _serialise(graph: Any) -> bytes:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="maas-tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def import_model(client: Any, name: str, blob: bytes, headers: dict[str, str] | None = None,
+                 **metadata: Any) -> dict[str, Any]:
+    """``POST /models`` through a test client (``TestClient`` or ``httpx.Client``); returns the new version."""
+    response = client.post("/models", files={"file": ("m.onnx", blob)},
+                           data={"name": name, "metadata": json.dumps(metadata)}, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]

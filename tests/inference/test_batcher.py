@@ -1,0 +1,239 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from maas.errors import DeadlineExceeded, InferenceFailed, Overloaded, Unavailable
+from maas.inference.batcher import DynamicBatcher
+
+pytestmark = pytest.mark.anyio
+
+POISON = -1.0  # a row holding this makes the fake model fail its whole batch
+
+
+class AffineModel:
+    """2x + 1, recording every batch; ``hold()`` makes the next batches block until ``release()``."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self._gate = threading.Event()
+        self._gate.set()
+        self.entered = threading.Event()
+
+    def hold(self) -> None:
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        self.entered.set()
+        self._gate.wait(5)
+        self.batches.append(batch.shape[0])
+        if (batch == POISON).any():
+            raise RuntimeError("boom")
+        return {"y": batch * 2 + 1}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, int]] = []
+        self.rejects: list[str] = []
+
+    def on_batch(self, rows: int, requests: int, queue_depth: int, seconds: float, failed: bool) -> None:
+        self.batches.append((rows, requests))
+
+    def on_reject(self, reason: str) -> None:
+        self.rejects.append(reason)
+
+
+@pytest.fixture
+def model() -> AffineModel:
+    return AffineModel()
+
+
+@pytest.fixture
+def observer() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+async def make_batcher(model: AffineModel, observer: Recorder) -> AsyncIterator[object]:
+    executor = ThreadPoolExecutor(1)
+    made: list[DynamicBatcher] = []
+
+    def make(**options: float) -> DynamicBatcher:
+        settings = {"max_batch_size": 8, "max_delay_ms": 0.0, "max_queue": 100, **options}
+        batcher = DynamicBatcher(model, executor=executor, observer=observer, **settings)  # type: ignore[arg-type]
+        batcher.start()
+        made.append(batcher)
+        return batcher
+
+    yield make
+    model.release()
+    for batcher in made:
+        await batcher.stop(1.0)
+    executor.shutdown()
+
+
+def rows(value: float, n: int = 1) -> np.ndarray:
+    return np.full([n, 4], value, dtype=np.float32)
+
+
+def soon(seconds: float = 5.0) -> float:
+    return time.monotonic() + seconds
+
+
+async def wait_until_running(model: AffineModel) -> None:
+    await asyncio.get_running_loop().run_in_executor(None, model.entered.wait, 5)
+
+
+@pytest.mark.parametrize(
+    ("max_batch_size", "sizes"), [(1, [1] * 5), (4, [1] * 10), (8, [3, 3, 3, 1, 5]), (64, [2] * 40)]
+)
+async def test_concurrent_requests_get_their_own_rows_in_batches_no_larger_than_allowed(
+    make_batcher, model: AffineModel, max_batch_size: int, sizes: list[int]
+) -> None:
+    batcher = make_batcher(max_batch_size=max_batch_size)
+    results = await asyncio.gather(*(batcher.submit(rows(i, n), soon()) for i, n in enumerate(sizes)))
+    for i, (n, out) in enumerate(zip(sizes, results, strict=True)):
+        np.testing.assert_array_equal(out["y"], rows(2 * i + 1, n))
+    assert sum(model.batches) == sum(sizes)
+    assert max(model.batches) <= max_batch_size
+
+
+async def test_a_lone_request_does_not_wait_for_company(make_batcher) -> None:
+    batcher = make_batcher(max_batch_size=64)
+    started = time.perf_counter()
+    out = await batcher.submit(rows(4.0), soon())
+    assert out["y"][0, 0] == 9.0
+    assert time.perf_counter() - started < 0.2  # no timed window (a 0.5 s one would show)
+
+
+async def test_everything_queued_while_the_model_is_busy_runs_as_one_batch(make_batcher, model: AffineModel) -> None:
+    batcher = make_batcher(max_batch_size=8)
+    model.hold()
+    first = asyncio.ensure_future(batcher.submit(rows(0), soon()))
+    await wait_until_running(model)
+    rest = [asyncio.ensure_future(batcher.submit(rows(i), soon())) for i in range(1, 6)]
+    await asyncio.sleep(0.01)
+    assert batcher.queue_depth == 5
+    model.release()
+    await asyncio.gather(first, *rest)
+    assert model.batches == [1, 5]
+
+
+async def test_a_timed_window_gathers_requests_when_max_delay_is_set(make_batcher, model: AffineModel) -> None:
+    batcher = make_batcher(max_batch_size=8, max_delay_ms=100)
+    tasks = []
+    for i in range(3):
+        tasks.append(asyncio.ensure_future(batcher.submit(rows(i), soon())))
+        await asyncio.sleep(0.005)
+    await asyncio.gather(*tasks)
+    assert model.batches == [3]
+
+
+async def test_a_full_batch_does_not_wait_for_the_window(make_batcher, model: AffineModel) -> None:
+    batcher = make_batcher(max_batch_size=2, max_delay_ms=5000)
+    started = time.perf_counter()
+    await asyncio.gather(batcher.submit(rows(1), soon()), batcher.submit(rows(2), soon()))
+    assert time.perf_counter() - started < 1.0
+    assert model.batches == [2]
+
+
+async def test_a_request_past_its_deadline_gets_deadline_exceeded(make_batcher, model: AffineModel, observer) -> None:
+    batcher = make_batcher()
+    model.hold()
+    blocker = asyncio.ensure_future(batcher.submit(rows(0), soon()))
+    await wait_until_running(model)
+    with pytest.raises(DeadlineExceeded):
+        await batcher.submit(rows(1), soon(0.05))
+    assert batcher.queue_depth == 0  # the expired request left the queue at once
+    assert observer.rejects == ["deadline"]
+    model.release()
+    await blocker
+    assert model.batches == [1]  # and never ran
+
+
+async def test_a_deadline_already_past_is_refused_at_once(make_batcher) -> None:
+    with pytest.raises(DeadlineExceeded):
+        await make_batcher().submit(rows(1), time.monotonic() - 1)
+
+
+async def test_a_full_queue_answers_overloaded_with_a_retry_hint(make_batcher, model: AffineModel, observer) -> None:
+    batcher = make_batcher(max_queue=2)
+    model.hold()
+    running = asyncio.ensure_future(batcher.submit(rows(0), soon()))
+    await wait_until_running(model)
+    queued = [asyncio.ensure_future(batcher.submit(rows(i), soon())) for i in (1, 2)]
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded) as caught:
+        await batcher.submit(rows(3), soon())
+    assert caught.value.retry_after >= 1
+    assert observer.rejects == ["overloaded"]
+    model.release()
+    await asyncio.gather(running, *queued)
+
+
+async def test_a_failing_batch_fails_only_its_own_requests(make_batcher, model: AffineModel, observer) -> None:
+    batcher = make_batcher(max_batch_size=8)
+    model.hold()
+    doomed = asyncio.ensure_future(batcher.submit(rows(POISON), soon()))
+    await wait_until_running(model)
+    neighbours = [asyncio.ensure_future(batcher.submit(rows(i), soon())) for i in (1, 2)]
+    await asyncio.sleep(0.01)
+    model.release()
+    with pytest.raises(InferenceFailed) as caught:
+        await doomed
+    assert caught.value.details == ["RuntimeError: boom"]
+    first, second = await asyncio.gather(*neighbours)
+    assert first["y"][0, 0] == 3.0 and second["y"][0, 0] == 5.0
+    assert [b for b in observer.batches] == [(1, 1), (2, 2)]
+
+
+async def test_a_cancelled_waiter_leaves_the_queue_and_is_skipped(make_batcher, model: AffineModel) -> None:
+    batcher = make_batcher(max_batch_size=8)
+    model.hold()
+    running = asyncio.ensure_future(batcher.submit(rows(0), soon()))
+    await wait_until_running(model)
+    gone = asyncio.ensure_future(batcher.submit(rows(1, 3), soon()))
+    kept = asyncio.ensure_future(batcher.submit(rows(2), soon()))
+    await asyncio.sleep(0)
+    gone.cancel()  # the client disconnected
+    await asyncio.sleep(0)
+    assert batcher.queue_depth == 1
+    model.release()
+    await running
+    assert (await kept)["y"][0, 0] == 5.0
+    assert model.batches == [1, 1]
+
+
+async def test_stop_drains_the_queue_then_refuses_new_requests(make_batcher, model: AffineModel) -> None:
+    batcher = make_batcher(max_batch_size=2)
+    model.hold()
+    pending = [asyncio.ensure_future(batcher.submit(rows(i), soon())) for i in range(5)]
+    await wait_until_running(model)
+    stopping = asyncio.ensure_future(batcher.stop(drain_timeout=5))
+    await asyncio.sleep(0.01)
+    with pytest.raises(Unavailable):
+        await batcher.submit(rows(9), soon())
+    model.release()
+    await stopping
+    results = await asyncio.gather(*pending)
+    assert [r["y"][0, 0] for r in results] == [1.0, 3.0, 5.0, 7.0, 9.0]
+
+
+async def test_stop_fails_what_it_could_not_drain_in_time(make_batcher, model: AffineModel) -> None:
+    batcher = make_batcher(max_batch_size=1)
+    model.hold()
+    pending = [asyncio.ensure_future(batcher.submit(rows(i), soon())) for i in range(3)]
+    await wait_until_running(model)
+    await batcher.stop(drain_timeout=0.05)
+    outcomes = await asyncio.gather(*pending, return_exceptions=True)
+    assert all(isinstance(o, Unavailable) for o in outcomes)

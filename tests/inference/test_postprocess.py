@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from maas.errors import InferenceFailed
+from maas.inference.postprocess import class_scores, label_spec, postprocess, with_labels
+from maas.inference.servable import ServableVersion
+from tests.inference.fakes import make_servable
+
+
+def classifier(classes: list[Any] | None) -> ServableVersion:
+    return make_servable({}, task="classification", classes=classes)
+
+
+PROBS = np.array([[0.1, 0.7, 0.2], [0.6, 0.3, 0.1]], dtype=np.float32)
+
+
+@pytest.mark.parametrize(
+    ("outputs", "expected"),
+    [
+        ({"probabilities": PROBS}, PROBS),  # maas convention: already a distribution
+        ({"scores": np.log(PROBS)}, PROBS),  # imported model, other name, logits: softmax applied
+        ({"p": np.array([[0.8], [0.3]], np.float32)}, [[0.2, 0.8], [0.7, 0.3]]),  # one column = P(second class)
+        ({"z": np.array([[0.0], [100.0]], np.float32)}, [[0.5, 0.5], [0.0, 1.0]]),  # ... or its logit
+    ],
+)
+def test_scores_become_probabilities(outputs: dict[str, np.ndarray], expected: Any) -> None:
+    n = np.asarray(expected).shape[1]
+    np.testing.assert_allclose(class_scores(classifier(list(range(n))), outputs), expected, atol=1e-6)
+
+
+def test_predictions_are_the_datasets_own_labels() -> None:
+    answer = postprocess(classifier(["cat", "dog", "eel"]), {"probabilities": PROBS})
+    assert answer["predictions"] == ["dog", "cat"]
+    np.testing.assert_allclose(answer["probabilities"], PROBS)
+
+
+def test_without_known_classes_predictions_are_indices() -> None:
+    assert postprocess(classifier(None), {"probabilities": PROBS})["predictions"] == [1, 0]
+
+
+def test_integer_classes_make_an_int64_label_tensor() -> None:
+    servable = classifier([3, 5, 7])
+    spec = label_spec(servable)
+    assert spec is not None and spec.datatype == "INT64"
+    labels = with_labels(servable, {"probabilities": PROBS})["label"]
+    assert labels.dtype == np.int64 and labels.tolist() == [5, 3]
+
+
+def test_a_score_count_that_disagrees_with_the_classes_is_an_inference_failure() -> None:
+    with pytest.raises(InferenceFailed, match="returns 3 scores per row but version 1 has 4 classes"):
+        postprocess(classifier(["a", "b", "c", "d"]), {"probabilities": PROBS})
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [(np.array([[1.5], [2.5]], np.float32), [1.5, 2.5]), (np.array([[1, 2], [3, 4]], np.float32), [[1, 2], [3, 4]])],
+)
+def test_regression_returns_values(values: np.ndarray, expected: list[Any]) -> None:
+    servable = make_servable({}, task="regression")
+    assert postprocess(servable, {"prediction": values}) == {"predictions": expected}
+    assert with_labels(servable, {"prediction": values}) == {"prediction": values}
