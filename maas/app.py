@@ -7,12 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
-
 from maas import __version__
 from maas.api.deps import Services
 from maas.api.errors import install_error_handlers
-from maas.api.hotpath import HotPath
+from maas.api.hotpath import HotPath, MaasAPI
 from maas.api.responses import JSONResponse
 from maas.api.routes import datasets, health, jobs, keys, models, predict, v2
 from maas.bootstrap import build_services, migrate
@@ -26,12 +24,12 @@ UNAUDITED_PREFIXES = ("/predict", "/v2/")
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None, *,
-               run_migrations: bool = True) -> FastAPI:
+               run_migrations: bool = True) -> MaasAPI:
     settings = settings or (services.settings if services else Settings())
     services = services or build_services(settings)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: MaasAPI) -> AsyncIterator[None]:
         if run_migrations:
             migrate(services)
         await _start(services)
@@ -42,18 +40,20 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     # FastAPI's native OpenTelemetry checks its providers and the environment on every request (~3 us of a
     # prediction's budget); maas exports Prometheus metrics instead.
-    app = FastAPI(title="maas", version=__version__, lifespan=lifespan, default_response_class=JSONResponse,
+    app = MaasAPI(title="maas", version=__version__, lifespan=lifespan, default_response_class=JSONResponse,
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.services = services
     install_error_handlers(app)
     for module in (health, datasets, jobs, models, keys):
         app.include_router(module.router)
-    # Inference: raw ASGI endpoints (no FastAPI validation or dependency injection per request). HotPath, added
-    # first so it sits inside RequestMiddleware, sends predictions straight to theirs (see api/hotpath.py).
+    # Inference: raw ASGI endpoints (no FastAPI validation or dependency injection per request). Every HTTP
+    # request enters RequestMiddleware (request id, body limits, metrics, audit) first; HotPath then sends
+    # predictions straight to their endpoints and everything else into FastAPI's stack (see api/hotpath.py).
     app.router.routes[:0] = [*predict.routes, *v2.routes]
-    app.add_middleware(HotPath, routes=[*predict.routes, *v2.infer_routes])
-    app.add_middleware(RequestMiddleware, metrics=services.metrics, limit_for=_limit_for(settings),
-                       audit=_audit_hook(services), unaudited=_unaudited)
+    hot_routes = [*predict.routes, *v2.infer_routes]
+    app.install_front(lambda fastapi_stack: RequestMiddleware(
+        HotPath(fastapi_stack, routes=hot_routes), metrics=services.metrics, limit_for=_limit_for(settings),
+        audit=_audit_hook(services), unaudited=_unaudited))
     return app
 
 

@@ -79,6 +79,14 @@ class RequestMiddleware:
         except BodyTooLarge:
             if not box["started"]:
                 await self._too_large(send, limit, box)
+        except Exception:
+            # FastAPI's own stack answers its routes' bugs (and re-raises): only the raw endpoints get here
+            # unanswered. Either way the client gets JSON, never a stack trace.
+            if box["started"]:
+                raise
+            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            box["status"] = 500
+            await send_json(send, 500, {"error": "Internal server error.", "code": "internal_error"})
 
     async def _too_large(self, send: Send, limit: int, box: dict[str, Any]) -> None:
         box["status"] = 413

@@ -154,6 +154,22 @@ def test_bad_requests_get_our_error_shape(affine: TestClient, body: bytes, statu
     assert error["code"] == code and isinstance(error["error"], str) and error["error"].endswith(".")
 
 
+def test_a_bug_in_the_hot_path_is_a_json_500_and_is_counted(affine: TestClient,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The raw endpoints bypass FastAPI's exception handlers: our front door answers their bugs instead."""
+    import maas.api.routes.predict as route
+
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(route, "decode_rows", broken)
+    response = predict(affine, {"model": "affine", "inputs": FOURS})
+    assert response.status_code == 500
+    assert response.json() == {"error": "Internal server error.", "code": "internal_error"}
+    assert response.headers["x-request-id"]
+    assert 'maas_http_requests_total{method="POST",route="/predict",status="500"} 1.0' in affine.get("/metrics").text
+
+
 def test_the_first_bad_value_is_named(affine: TestClient) -> None:
     error = predict(affine, {"model": "affine", "inputs": [[1, 2, 3, 4], [1, 2, 3]]}).json()
     assert error["error"] == "inputs[1] has 3 values; the model takes 4."
