@@ -10,7 +10,8 @@
 5. A bare uvicorn ASGI app that parses the same body with orjson and answers a constant: the HTTP floor.
 
 Every server runs under the same uvicorn with the same event loop and HTTP parser: uvloop and httptools when
-they are installed (uvicorn's "auto"), else asyncio and h11; the first line printed says which. Prints a table
+they are installed (uvicorn's "auto", maas's default), else asyncio and h11; ``--loop asyncio --http h11``
+measures all three on the pure-Python stack. The first line printed says which. Prints a table
 and the ratios the serving issue asks for. Run: ``.venv/bin/python scripts/bench_serve.py`` (~3 min, 2 cores).
 """
 
@@ -103,6 +104,7 @@ class Load:
     p50_ms: float
     p99_ms: float
     errors: int
+    error_kinds: str = ""  # wrk's own words: "non-2xx 3", "Socket errors: connect 0, read 0, write 0, timeout 8"
 
 
 # --- models ------------------------------------------------------------------------------------------------
@@ -177,13 +179,14 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout
     raise RuntimeError(f"server did not come up:\n{log.read_text()[-2000:]}")
 
 
-def uvicorn_command(app_dir: Path, module: str) -> list[str]:
+def uvicorn_command(app_dir: Path, module: str, stack: list[str]) -> list[str]:
     return [sys.executable, "-m", "uvicorn", f"{module}:app", "--app-dir", str(app_dir), "--host", "127.0.0.1",
-            "--port", "{port}", "--log-level", "warning", "--no-access-log"]
+            "--port", "{port}", "--log-level", "warning", "--no-access-log", *stack]
 
 
-def maas_command() -> list[str]:
-    return [sys.executable, "-m", "maas", "serve", "--host", "127.0.0.1", "--port", "{port}", "--workers", "0"]
+def maas_command(stack: list[str]) -> list[str]:
+    return [sys.executable, "-m", "maas", "serve", "--host", "127.0.0.1", "--port", "{port}", "--workers", "0",
+            *stack]
 
 
 # --- load --------------------------------------------------------------------------------------------------
@@ -203,9 +206,11 @@ def parse_wrk(output: str) -> Load:
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     socket_errors = re.search(r"Socket errors:.*", output)
     failed = int(errors.group(1)) if errors else 0
+    kinds = [f"non-2xx {errors.group(1)}"] if errors else []
     if socket_errors:
         failed += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(0)))
-    return Load(rps, _percentile(output, "50"), _percentile(output, "99"), failed)
+        kinds.append(socket_errors.group(0).strip())
+    return Load(rps, _percentile(output, "50"), _percentile(output, "99"), failed, "; ".join(kinds))
 
 
 def _percentile(output: str, which: str) -> float:
@@ -229,9 +234,11 @@ def ort_samples_per_second(path: Path, batch: int, seconds: float = 2.0) -> floa
 
 
 # --- report ------------------------------------------------------------------------------------------------
-def uvicorn_stack() -> str:
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+def uvicorn_stack(loop: str, http: str) -> str:
+    if loop == "auto":
+        loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    if http == "auto":
+        http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     return f"{loop} + {http}"
 
 
@@ -270,24 +277,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=8, help="duration of each wrk run")
     parser.add_argument("--epochs", type=int, default=3, help="training epochs of each model")
+    parser.add_argument("--loop", default="auto", help="every server's event loop: auto (uvloop), asyncio, uvloop")
+    parser.add_argument("--http", default="auto", help="every server's HTTP parser: auto (httptools), h11, httptools")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
     folder = Path(tempfile.mkdtemp(prefix="maas-bench-"))
     try:
-        run(folder, args.seconds, args.epochs)
+        run(folder, args.seconds, args.epochs, ["--loop", args.loop, "--http", args.http])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run(folder: Path, seconds: int, epochs: int) -> None:
-    print(f"uvicorn stack: {uvicorn_stack()}; building models in {folder} ({os.cpu_count()} cores)", flush=True)
+def run(folder: Path, seconds: int, epochs: int, stack: list[str]) -> None:
+    print(f"uvicorn stack: {uvicorn_stack(stack[1], stack[3])}; building models in {folder} "
+          f"({os.cpu_count()} cores)", flush=True)
     files = build_models(folder, epochs)
     (folder / "naive_app.py").write_text(NAIVE_APP)
     (folder / "floor_app.py").write_text(FLOOR_APP)
     results: dict[tuple[str, str, int], Load] = {}
     env = {"MAAS_DATA_DIR": str(folder / "data"), "MAAS_WORKERS": "0", "MAAS_LOG_LEVEL": "warning"}
-    with server(maas_command(), env, "/healthz", folder / "maas.log") as url:
+    with server(maas_command(stack), env, "/healthz", folder / "maas.log") as url:
         import_models(url, files)
         for model in files:
             for concurrency in CONCURRENCY:
@@ -296,9 +306,11 @@ def run(folder: Path, seconds: int, epochs: int) -> None:
         bulk = drive(url, "digits-cnn", BULK_CONCURRENCY, seconds, folder, rows=BULK_ROWS)
         results[("maas", f"digits-cnn x{BULK_ROWS}", BULK_CONCURRENCY)] = bulk
         print(f"  maas  digits-cnn x{BULK_ROWS} rows c={BULK_CONCURRENCY}: {bulk}", flush=True)
+    if any(load.errors for load in results.values()):
+        print("maas had failed requests; the end of its log:\n" + (folder / "maas.log").read_text()[-3000:])
     for label, module in (("naive", "naive_app"), ("floor", "floor_app")):
         env = {"BENCH_MODEL": str(files["digits-mlp"])}
-        with server(uvicorn_command(folder, module), env, "/docs", folder / f"{label}.log") as url:
+        with server(uvicorn_command(folder, module, stack), env, "/docs", folder / f"{label}.log") as url:
             for concurrency in CONCURRENCY:
                 results[(label, "digits-mlp", concurrency)] = drive(url, "digits-mlp", concurrency, seconds, folder)
                 print(f"  {label} digits-mlp c={concurrency}: {results[(label, 'digits-mlp', concurrency)]}",
