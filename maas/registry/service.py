@@ -167,6 +167,8 @@ class RegistryService:
         classes = metadata.get("classes")
         task = _imported_task(metadata.get("task"), classes, signature.outputs[0].shape if signature.outputs else [])
         first = signature.inputs[0]
+        _check_metadata_fits(classes, metadata.get("feature_names"), first.shape,
+                             signature.outputs[0].shape if signature.outputs else [])
         input_schema = {"inputs": [t.to_dict() for t in signature.inputs], "input_shape": first.shape[1:],
                         "feature_names": metadata.get("feature_names")}
         output_schema = {"outputs": [t.to_dict() for t in signature.outputs], "classes": classes}
@@ -374,6 +376,20 @@ class RegistryService:
 
 def _relative(blob: StoredBlob) -> str:
     return f"{blob.sha256[:2]}/{blob.sha256}"
+
+
+def _check_metadata_fits(classes: list[Any] | None, feature_names: list[str] | None, input_shape: list[int],
+                         output_shape: list[int]) -> None:
+    """Refuse metadata that contradicts the graph: it would only fail later, on every prediction."""
+    scores = output_shape[-1] if len(output_shape) >= 2 else -1
+    # One score column with two classes is read as P(second class); any other static width must match.
+    if classes and scores > 0 and len(classes) != scores and not (scores == 1 and len(classes) == 2):
+        raise InvalidModel(f"The metadata names {len(classes)} classes but the model's first output gives "
+                           f"{scores} scores per row.")
+    features = input_shape[1] if len(input_shape) == 2 else -1
+    if feature_names and (len(input_shape) != 2 or (features > 0 and len(feature_names) != features)):
+        width = f"{features} values per row" if len(input_shape) == 2 else f"inputs of shape {input_shape}"
+        raise InvalidModel(f"The metadata names {len(feature_names)} features but the model takes {width}.")
 
 
 def _imported_task(task: Any, classes: Any, output_shape: list[int]) -> str:

@@ -51,6 +51,23 @@ def test_bad_onnx_is_refused_and_nothing_is_stored(registry: RegistryService, bl
     assert not [p for p in registry.store.root.rglob("*") if p.is_file()]
 
 
+@pytest.mark.parametrize(("metadata", "needle"), [
+    ({"classes": ["a", "b"]}, "names 2 classes but the model's first output gives 3 scores"),
+    ({"classes": ["a", "b", "c", "d"]}, "names 4 classes"),
+    ({"classes": ["a", "b", "c"], "feature_names": ["w", "x"]}, "names 2 features but the model takes 4 values"),
+])
+def test_metadata_that_contradicts_the_graph_is_refused(registry: RegistryService, metadata: dict[str, list[str]],
+                                                        needle: str) -> None:
+    with pytest.raises(InvalidModel, match=needle):
+        registry.import_onnx("t1", "m", classifier_onnx(), metadata)
+    assert registry.list_models("t1").total == 0
+
+
+def test_one_score_column_may_carry_two_classes(registry: RegistryService) -> None:
+    version = registry.import_onnx("t1", "binary", classifier_onnx(n_in=2, n_classes=1), {"classes": ["no", "yes"]})
+    assert version.output_schema["classes"] == ["no", "yes"]
+
+
 def test_aliases_promote_and_roll_back(registry: RegistryService) -> None:
     for _ in range(3):
         registry.import_onnx("t1", "m", affine_onnx(), {})
