@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,3 +52,17 @@ def import_model(client: Any, name: str, blob: bytes, headers: dict[str, str] | 
                            data={"name": name, "metadata": json.dumps(metadata)}, headers=headers)
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
+
+
+def runner_pids(checkpoints_dir: Path, job_id: str) -> list[int]:
+    """The live ``maas.jobs.runner`` process of a job, from the ``runner.pid`` it writes (zombies excluded).
+
+    Not found by command line: a child started ahead in standby learns its job on stdin, not from argv.
+    """
+    try:
+        pid = int((checkpoints_dir / job_id / "runner.pid").read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (OSError, ValueError):
+        return []
+    return [pid] if b"maas.jobs.runner" in cmdline and "\nState:\tZ" not in status else []

@@ -1,13 +1,16 @@
-"""Child-process entry point: ``python -m maas.jobs.runner JOB_FILE``.
+"""Child-process entry point: ``python -m maas.jobs.runner JOB_FILE`` (or ``--standby``, see ``launcher``).
 
 Runs one training job outside the server's interpreter: a crash, OOM or hang here cannot take the API down,
 the job is cancelled by killing this process group, and GPU memory is freed when it exits. It reads the job
 file, trains (resuming from the checkpoint when one exists), writes the weights and the ONNX export to the
 artifact store, and reports progress and the result as events on stdout. It never opens the database.
+In standby it does its imports first and then waits for the job file's path on stdin. Either way it writes its
+pid to ``runner.pid`` next to the job file, so operators (and tests) can find the process of a job.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import sys
@@ -40,7 +43,21 @@ def watch_parent() -> None:
     threading.Thread(target=wait_for_eof, daemon=True, name="parent-watch").start()
 
 
+# What a job imports, in the order it needs them: a standby child pays for all of it before a job arrives.
+PRELOAD = ("torch", "maas.datasets.parsers", "maas.storage", "maas.training.checkpoint", "maas.training.spec",
+           "maas.training.trainer", "maas.training.weights", "maas.export.onnx", "torch.onnx", "onnxruntime")
+
+
+def standby() -> Path | None:
+    """Import what a job needs, then wait for the worker to name the job file; None on EOF (no job: exit)."""
+    for module in PRELOAD:
+        importlib.import_module(module)
+    line = sys.stdin.buffer.readline().strip()
+    return Path(line.decode()) if line else None
+
+
 def main(job_file: Path) -> int:
+    (job_file.parent / "runner.pid").write_text(f"{os.getpid()}\n")
     job = orjson.loads(job_file.read_bytes())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -121,9 +138,12 @@ def store_artifacts(store: Any, result: Any, schema: Any, spec: Any) -> list[dic
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        print("usage: python -m maas.jobs.runner JOB_FILE", file=sys.stderr)
+        print("usage: python -m maas.jobs.runner JOB_FILE | --standby", file=sys.stderr)
         sys.exit(2)
-    code = main(Path(sys.argv[1]))
+    job_file = standby() if sys.argv[1] == "--standby" else Path(sys.argv[1])
+    if job_file is None:
+        os._exit(0)
+    code = main(job_file)
     sys.stdout.flush()
     sys.stderr.flush()
     # Skip interpreter finalisation: the parent-watch thread is blocked reading stdin, and tearing down a

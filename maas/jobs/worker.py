@@ -1,9 +1,10 @@
 """Job workers: threads in ``maas serve`` that claim jobs and supervise one child process each.
 
-A worker claims a job under a lease, writes the job file, starts ``python -m maas.jobs.runner`` in its own
-process group, and then loops: read the child's events (progress -> the jobs row), renew the lease, watch for
-cancellation. The child's result becomes a registered model version and the job succeeds, in that order; the
-version is keyed by the job id, so a job re-run after a crash registers once.
+A worker claims a job under a lease, writes the job file, hands it to a ``python -m maas.jobs.runner`` in its
+own process group (one started ahead, see ``launcher``), and then loops: read the child's events (progress ->
+the jobs row), renew the lease, watch for cancellation. The child's result becomes a registered model version
+and the job succeeds, in that order; the version is keyed by the job id, so a job re-run after a crash
+registers once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import queue
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,6 +27,7 @@ import orjson
 
 from maas.config import Settings
 from maas.errors import MaasError
+from maas.jobs.launcher import ChildLauncher
 from maas.jobs.protocol import EXIT_CANCELLED, decode_event
 from maas.jobs.registration import register_training_result
 from maas.observability.metrics import Metrics
@@ -56,6 +57,7 @@ class WorkerPool:
         if touched:
             log.info("re-queued %d job(s) whose replica stopped: %s", len(touched), touched)
         for worker in self.workers:
+            worker.launcher.start()
             worker.thread.start()
 
     def stop(self, timeout: float = SHUTDOWN_GRACE_SECONDS + 5) -> None:
@@ -66,6 +68,7 @@ class WorkerPool:
         for worker in self.workers:
             if worker.thread.is_alive():
                 worker.thread.join(max(0.1, deadline - time.monotonic()))
+            worker.launcher.close()
 
     def alive(self) -> bool:
         return self.stopping.is_set() or all(w.thread.is_alive() for w in self.workers)
@@ -77,6 +80,8 @@ class JobWorker:
         self.pool = pool
         self.owner = f"{pool.owner_prefix}:{index}"
         self.thread = threading.Thread(target=self.run, name=f"maas-job-worker-{index}", daemon=True)
+        settings = pool.settings
+        self.launcher = ChildLauncher(child_environment(settings.workers), keep_spare=settings.warm_child)
 
     def run(self) -> None:
         settings, jobs = self.pool.settings, self.pool.jobs
@@ -158,11 +163,7 @@ class Supervision:
         return path
 
     def _spawn(self, job_file: Path) -> subprocess.Popen[bytes]:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "maas.jobs.runner", str(job_file)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-            env=child_environment(self.settings.workers),
-        )
+        child = self.worker.launcher.launch(job_file)
         threading.Thread(target=self._read_events, args=(child,), daemon=True).start()
         threading.Thread(target=self._read_stderr, args=(child,), daemon=True).start()
         return child

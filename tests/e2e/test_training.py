@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import PG_URL, fresh_postgres_database
 from tests.e2e.conftest import Server
+from tests.factories import runner_pids
 
 pytestmark = pytest.mark.e2e
 
@@ -52,20 +53,6 @@ def wait_job(http: httpx.Client, job_id: str, until: Callable[[dict[str, Any]], 
 
 def finished(job: dict[str, Any]) -> bool:
     return job["status"] in ("succeeded", "failed", "cancelled")
-
-
-def runner_processes(job_id: str) -> list[int]:
-    """Live child processes training ``job_id`` (zombies excluded)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
-            alive = cmdline and "\nState:\tZ" not in (entry / "status").read_text()
-        except OSError:
-            continue
-        if alive and b"maas.jobs.runner" in cmdline and job_id.encode() in cmdline:
-            pids.append(int(entry.name))
-    return pids
 
 
 def test_train_digits_and_follow_the_events(server: Server) -> None:
@@ -107,12 +94,13 @@ def test_killed_server_resumes_the_job_from_its_checkpoint(launch: Callable[...,
         job_id = http.post("/train", json=spec).json()["job_id"]
         before = wait_job(http, job_id, lambda j: j["progress"]["epoch"] >= 2 or finished(j))
     assert before["status"] == "running", "the job ended before the server could be killed"
+    assert runner_pids(data_dir / "checkpoints", job_id), "no training process found for the running job"
 
     first.stop(signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while runner_processes(job_id) and time.monotonic() < deadline:
+    while runner_pids(data_dir / "checkpoints", job_id) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert runner_processes(job_id) == [], "the training process outlived its server"
+    assert runner_pids(data_dir / "checkpoints", job_id) == [], "the training process outlived its server"
 
     second = launch(data_dir=data_dir, **SHORT_LEASE)
     with second.client() as http:

@@ -19,6 +19,7 @@ from maas.bootstrap import build_services, migrate
 from maas.config import Settings
 from maas.jobs.worker import WorkerPool
 from maas.registry.entities import Job
+from tests import factories
 
 TENANT = "default"
 FAST = {"poll_seconds": 0.1, "heartbeat_seconds": 0.3, "lease_seconds": 10.0, "max_attempts": 2}
@@ -79,27 +80,14 @@ def finished(job: Job) -> bool:
     return job.finished
 
 
-def runner_pids(job_id: str) -> list[int]:
-    """Live ``maas.jobs.runner`` processes of this job (their command line names its job file)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        zombie = "\nState:\tZ" in status
-        if b"maas.jobs.runner" in cmdline and any(job_id.encode() in arg for arg in cmdline) and not zombie:
-            pids.append(int(entry.name))
-    return pids
+def runner_pids(services: Services, job_id: str) -> list[int]:
+    return factories.runner_pids(services.settings.checkpoints_dir, job_id)
 
 
-def kill_runner(job_id: str, sig: int, timeout: float = 60) -> int:
-    """Signal this job's child process as soon as it exists; returns its pid."""
+def kill_runner(services: Services, job_id: str, sig: int, timeout: float = 60, not_pid: int | None = None) -> int:
+    """Signal this job's child process (other than ``not_pid``) as soon as it exists; returns its pid."""
     deadline = time.monotonic() + timeout
-    while not (pids := runner_pids(job_id)):
+    while not (pids := [p for p in runner_pids(services, job_id) if p != not_pid]):
         if time.monotonic() > deadline:
             raise AssertionError(f"no runner process for job {job_id}")
         time.sleep(0.05)

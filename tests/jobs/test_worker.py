@@ -47,7 +47,7 @@ def test_cancel_stops_a_running_job_within_seconds(services: Services, pool: Wor
     job = wait_for(services, job.id, finished, timeout=10)
 
     assert job.status == "cancelled" and time.monotonic() - asked < 5
-    assert runner_pids(job.id) == []
+    assert runner_pids(services, job.id) == []
     assert job.result_version is None
 
 
@@ -60,11 +60,11 @@ def test_nan_loss_fails_with_a_clear_error_and_is_not_retried(services: Services
 
 def test_crashed_child_is_retried_then_failed_with_the_reason(services: Services, pool: WorkerPool) -> None:
     job = submit(services, **LONG)
-    kill_runner(job.id, signal.SIGKILL)
+    first = kill_runner(services, job.id, signal.SIGKILL)
     retried = wait_for(services, job.id, lambda j: j.attempts == 2 and j.status == "running")
     assert retried.error is not None and "SIGKILL" in retried.error  # the reason stays visible while it retries
 
-    kill_runner(job.id, signal.SIGKILL)
+    kill_runner(services, job.id, signal.SIGKILL, not_pid=first)
     job = wait_for(services, job.id, finished)
 
     assert job.status == "failed" and job.attempts == 2  # MAAS_MAX_ATTEMPTS is 2 in these tests
@@ -81,7 +81,7 @@ def test_stop_releases_the_job_and_the_next_pool_resumes_it(make_services: Servi
     first.workers.stop()
     released = first.jobs.get(TENANT, job.id)
     assert released.status == "queued" and released.attempts == 0 and released.lease_owner is None
-    assert runner_pids(job.id) == []
+    assert runner_pids(first, job.id) == []
 
     second = make_services()
     assert second.workers is not None
