@@ -12,7 +12,8 @@
 Every server runs under the same uvicorn with the same event loop and HTTP parser: uvloop and httptools when
 they are installed (uvicorn's "auto", maas's default), else asyncio and h11; ``--loop asyncio --http h11``
 measures all three on the pure-Python stack. The first line printed says which. Prints a table
-and the ratios the serving issue asks for. Run: ``.venv/bin/python scripts/bench_serve.py`` (~3 min, 2 cores).
+and the ratios the serving issue asks for. Every load runs ``--repeats`` times (default 3), interleaved across
+the three servers, and the medians are reported. Run: ``.venv/bin/python scripts/bench_serve.py`` (~5 min).
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -275,7 +277,8 @@ def print_ratios(results: dict[tuple[str, str, int], Load], ort_rates: dict[tupl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=8, help="duration of each wrk run")
+    parser.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of every load; medians are reported")
     parser.add_argument("--epochs", type=int, default=3, help="training epochs of each model")
     parser.add_argument("--loop", default="auto", help="every server's event loop: auto (uvloop), asyncio, uvloop")
     parser.add_argument("--http", default="auto", help="every server's HTTP parser: auto (httptools), h11, httptools")
@@ -284,41 +287,51 @@ def main() -> None:
         sys.exit("wrk is not installed (apt-get install wrk)")
     folder = Path(tempfile.mkdtemp(prefix="maas-bench-"))
     try:
-        run(folder, args.seconds, args.epochs, ["--loop", args.loop, "--http", args.http])
+        run(folder, args.seconds, args.epochs, ["--loop", args.loop, "--http", args.http], args.repeats)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run(folder: Path, seconds: int, epochs: int, stack: list[str]) -> None:
+def run(folder: Path, seconds: int, epochs: int, stack: list[str], repeats: int) -> None:
     print(f"uvicorn stack: {uvicorn_stack(stack[1], stack[3])}; building models in {folder} "
           f"({os.cpu_count()} cores)", flush=True)
     files = build_models(folder, epochs)
     (folder / "naive_app.py").write_text(NAIVE_APP)
     (folder / "floor_app.py").write_text(FLOOR_APP)
-    results: dict[tuple[str, str, int], Load] = {}
-    env = {"MAAS_DATA_DIR": str(folder / "data"), "MAAS_WORKERS": "0", "MAAS_LOG_LEVEL": "warning"}
-    with server(maas_command(stack), env, "/healthz", folder / "maas.log") as url:
-        import_models(url, files)
-        for model in files:
-            for concurrency in CONCURRENCY:
-                results[("maas", model, concurrency)] = drive(url, model, concurrency, seconds, folder)
-                print(f"  maas  {model} c={concurrency}: {results[('maas', model, concurrency)]}", flush=True)
-        bulk = drive(url, "digits-cnn", BULK_CONCURRENCY, seconds, folder, rows=BULK_ROWS)
-        results[("maas", f"digits-cnn x{BULK_ROWS}", BULK_CONCURRENCY)] = bulk
-        print(f"  maas  digits-cnn x{BULK_ROWS} rows c={BULK_CONCURRENCY}: {bulk}", flush=True)
-    if any(load.errors for load in results.values()):
+    maas_env = {"MAAS_DATA_DIR": str(folder / "data"), "MAAS_WORKERS": "0", "MAAS_LOG_LEVEL": "warning"}
+    baseline_env = {"BENCH_MODEL": str(files["digits-mlp"])}
+    plan = [("maas", model, concurrency, 1) for model in files for concurrency in CONCURRENCY]
+    plan.append(("maas", "digits-cnn", BULK_CONCURRENCY, BULK_ROWS))
+    plan += [(label, "digits-mlp", concurrency, 1) for label in ("naive", "floor") for concurrency in CONCURRENCY]
+    runs: dict[tuple[str, str, int], list[Load]] = {}
+    with ExitStack() as servers:  # all three up at once (idle ones cost nothing), so their runs can interleave
+        urls = {"maas": servers.enter_context(server(maas_command(stack), maas_env, "/healthz", folder / "maas.log"))}
+        for label in ("naive", "floor"):
+            urls[label] = servers.enter_context(server(uvicorn_command(folder, f"{label}_app", stack), baseline_env,
+                                                       "/docs", folder / f"{label}.log"))
+        import_models(urls["maas"], files)
+        for repeat in range(1, repeats + 1):
+            # Interleaved: a slow spell of this shared machine hurts every server alike, not one of them.
+            for label, model, concurrency, rows in plan:
+                key = (label, model if rows == 1 else f"{model} x{rows}", concurrency)
+                load = drive(urls[label], model, concurrency, seconds, folder, rows)
+                runs.setdefault(key, []).append(load)
+                print(f"  [{repeat}/{repeats}] {label} {key[1]} c={concurrency}: {load}", flush=True)
+    if any(load.errors for (label, _, _), loads in runs.items() if label == "maas" for load in loads):
         print("maas had failed requests; the end of its log:\n" + (folder / "maas.log").read_text()[-3000:])
-    for label, module in (("naive", "naive_app"), ("floor", "floor_app")):
-        env = {"BENCH_MODEL": str(files["digits-mlp"])}
-        with server(uvicorn_command(folder, module, stack), env, "/docs", folder / f"{label}.log") as url:
-            for concurrency in CONCURRENCY:
-                results[(label, "digits-mlp", concurrency)] = drive(url, "digits-mlp", concurrency, seconds, folder)
-                print(f"  {label} digits-mlp c={concurrency}: {results[(label, 'digits-mlp', concurrency)]}",
-                      flush=True)
+    results = {key: median_load(loads) for key, loads in runs.items()}
     ort_rates = {(model, batch): ort_samples_per_second(path, batch) for model, path in files.items()
                  for batch in (1, 64)}
+    print(f"\nmedians of {repeats} interleaved run(s) of {seconds} s each")
     print_table(results, ort_rates)
     print_ratios(results, ort_rates)
+
+
+def median_load(loads: list[Load]) -> Load:
+    """Each figure's median over the runs; errors are added up, so one failed request anywhere shows."""
+    return Load(statistics.median(x.rps for x in loads), statistics.median(x.p50_ms for x in loads),
+                statistics.median(x.p99_ms for x in loads), sum(x.errors for x in loads),
+                "; ".join(x.error_kinds for x in loads if x.error_kinds))
 
 
 if __name__ == "__main__":

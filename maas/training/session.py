@@ -8,6 +8,7 @@ which is what makes a resumed run identical to an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,12 @@ class TrainingSession:
     @property
     def steps_per_epoch(self) -> int:
         return steps_per_epoch(len(self.data.train.x), self.batch_size)
+
+    @functools.cached_property
+    def train_inputs(self) -> torch.Tensor:
+        """The training split standardised once (the statistics are fixed): per batch it cost two more ops a step."""
+        with torch.no_grad():
+            return self.serving.standardize(self.data.train.x)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp_dtype is None:

@@ -117,11 +117,11 @@ def _run_epoch(session: TrainingSession, poll: _StopPoll) -> EpochReport:
 
 def _train_one_epoch(session: TrainingSession, poll: _StopPoll) -> float:
     session.serving.train()
-    x, target = session.data.train.x, session.data.train.target
+    x, target = session.train_inputs, session.data.train.target
     total, rows = torch.zeros((), device=session.device), 0
     for idx in _batches(session, len(x)):
         loss = _step(session, x[idx], target[idx])
-        total += loss.detach().float() * len(idx)  # summed on the device: no sync per batch
+        total.add_(loss.detach(), alpha=len(idx))  # summed on the device: no sync per batch
         rows += len(idx)
         if poll.due():
             raise TrainingCancelled(f"Training was cancelled during epoch {session.epoch + 1}.")
@@ -136,9 +136,10 @@ def _batches(session: TrainingSession, n: int) -> Iterator[torch.Tensor]:
 
 
 def _step(session: TrainingSession, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    """One optimizer step on a batch of standardised inputs."""
     network, optimizer, scaler = session.serving.network, session.optimizer, session.scaler
     with session.autocast():
-        loss = _loss(session, network(session.serving.standardize(xb)), yb, train=True)
+        loss = _loss(session, network(xb), yb, train=True)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     if session.hp.grad_clip is not None:
