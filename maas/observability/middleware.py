@@ -27,6 +27,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 AuditHook = Callable[[Scope, str, int], None]
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+CLIENT_GONE = "maas.client_gone"  # set in the scope by an endpoint that stopped because the client hung up
+STATUS_CLIENT_GONE = 499  # nginx's "client closed request": counted, never sent
 
 
 class BodyTooLarge(Exception):
@@ -69,7 +71,8 @@ class RequestMiddleware:
                 await self._too_large(send, limit, status_box)
             else:
                 await self._call(scope, _limited(receive, limit), _tracking(send, status_box, rid), limit, status_box)
-        self.metrics.observe_http(route_template(scope), scope["method"], status_box["status"], perf_counter() - start)
+        status = STATUS_CLIENT_GONE if scope.get(CLIENT_GONE) and not status_box["started"] else status_box["status"]
+        self.metrics.observe_http(route_template(scope), scope["method"], status, perf_counter() - start)
         if self.audit is not None and scope["method"] in MUTATING and not self.unaudited(scope):
             await asyncio.to_thread(self._audit, scope, status_box["status"])
 

@@ -3,6 +3,7 @@ back-pressure, and an alias moving under concurrent traffic without a single fai
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -278,6 +279,54 @@ def test_a_missed_deadline_is_a_504(gated: tuple[TestClient, threading.Event, th
     response = predict(client, {"model": "affine", "inputs": FOURS})
     gate.set()
     assert (response.status_code, response.json()["code"]) == (504, "deadline_exceeded")
+
+
+def hang_up_while_queued(client: TestClient, body: bytes, after_s: float) -> list[dict[str, Any]]:
+    """Send ``POST /predict`` straight to the ASGI app, then disconnect after ``after_s``; what the app sent."""
+    app = client.app
+
+    async def call() -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        gone = asyncio.Event()
+        loop.call_later(after_s, gone.set)
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            if messages:
+                return messages.pop()
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/predict", "raw_path": b"/predict", "query_string": b"", "root_path": "",
+                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                 "client": ("127.0.0.1", 1), "server": ("testserver", 80), "state": {}}
+        await asyncio.wait_for(app(scope, receive, send), 5)  # type: ignore[operator]
+        return sent
+
+    assert client.portal is not None
+    return client.portal.call(call)
+
+
+def test_a_client_that_hangs_up_leaves_the_queue(gated: tuple[TestClient, threading.Event, threading.Event]) -> None:
+    client, gate, entered = gated
+    gate.clear()
+    entered.clear()
+    body = {"model": "affine", "inputs": FOURS}
+    with ThreadPoolExecutor(2) as pool:
+        running = pool.submit(predict, client, body)  # takes the model and waits at the gate
+        assert entered.wait(5)
+        sent = hang_up_while_queued(client, orjson.dumps(body), after_s=0.3)  # takes the queue of one, then leaves
+        assert sent == []  # nothing is answered to a client that is gone
+        queued = pool.submit(predict, client, body)  # its place is free again: queued, not refused with a 503
+        time.sleep(0.2)
+        gate.set()
+        assert running.result().status_code == 200 and queued.result().status_code == 200
+    assert 'maas_http_requests_total{method="POST",route="/predict",status="499"} 1.0' in client.get("/metrics").text
 
 
 # --- promotion under load ------------------------------------------------------------------------------
