@@ -7,7 +7,8 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tests.factories import affine_onnx, classifier_onnx, import_model
 
 FOURS = [[4, 4, 4, 4]]
 NAMES = ["w", "x", "y", "z"]
+BODY = {"model": "affine", "inputs": FOURS}
 
 
 def predict(client: TestClient, body: Any, path: str = "/predict", **kwargs: Any) -> Any:
@@ -255,18 +257,28 @@ def gated(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient, threa
         gate.set()
 
 
-def test_a_full_queue_answers_503_with_retry_after(gated: tuple[TestClient, threading.Event, threading.Event]) -> None:
+@contextmanager
+def model_held(gated: tuple[TestClient, threading.Event, threading.Event],
+               pool: ThreadPoolExecutor) -> Iterator[Future[Any]]:
+    """One request takes the model and waits at the closed gate; the gate opens when the block ends."""
     client, gate, entered = gated
     gate.clear()
     entered.clear()
-    body = {"model": "affine", "inputs": FOURS}
-    with ThreadPoolExecutor(2) as pool:
-        running = pool.submit(predict, client, body)  # takes the model and waits at the gate
-        assert entered.wait(5)
-        queued = pool.submit(predict, client, body)  # fills the queue of one
-        time.sleep(0.3)
-        rejected = predict(client, body)
+    running = pool.submit(predict, client, BODY)
+    assert entered.wait(5)
+    try:
+        yield running
+    finally:
         gate.set()
+
+
+def test_a_full_queue_answers_503_with_retry_after(gated: tuple[TestClient, threading.Event, threading.Event]) -> None:
+    client, body = gated[0], BODY
+    with ThreadPoolExecutor(2) as pool:
+        with model_held(gated, pool) as running:
+            queued = pool.submit(predict, client, body)  # fills the queue of one
+            time.sleep(0.3)
+            rejected = predict(client, body)
         assert running.result().status_code == 200 and queued.result().status_code == 200
     assert (rejected.status_code, rejected.json()["code"]) == (503, "overloaded")
     assert int(rejected.headers["Retry-After"]) >= 1
@@ -313,18 +325,13 @@ def hang_up_while_queued(client: TestClient, body: bytes, after_s: float) -> lis
 
 
 def test_a_client_that_hangs_up_leaves_the_queue(gated: tuple[TestClient, threading.Event, threading.Event]) -> None:
-    client, gate, entered = gated
-    gate.clear()
-    entered.clear()
-    body = {"model": "affine", "inputs": FOURS}
+    client, body = gated[0], BODY
     with ThreadPoolExecutor(2) as pool:
-        running = pool.submit(predict, client, body)  # takes the model and waits at the gate
-        assert entered.wait(5)
-        sent = hang_up_while_queued(client, orjson.dumps(body), after_s=0.3)  # takes the queue of one, then leaves
-        assert sent == []  # nothing is answered to a client that is gone
-        queued = pool.submit(predict, client, body)  # its place is free again: queued, not refused with a 503
-        time.sleep(0.2)
-        gate.set()
+        with model_held(gated, pool) as running:
+            sent = hang_up_while_queued(client, orjson.dumps(body), after_s=0.3)  # takes the queue, then leaves
+            assert sent == []  # nothing is answered to a client that is gone
+            queued = pool.submit(predict, client, body)  # its place is free again: queued, not refused with a 503
+            time.sleep(0.2)
         assert running.result().status_code == 200 and queued.result().status_code == 200
     assert 'maas_http_requests_total{method="POST",route="/predict",status="499"} 1.0' in client.get("/metrics").text
 
