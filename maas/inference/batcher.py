@@ -1,12 +1,20 @@
 """Dynamic batching for one loaded model: a bounded queue, one consumer task, one future per request.
 
-Opportunistic by default: whenever the model is free, the consumer takes everything already queued (up to
-``max_batch_size`` rows) and runs it at once, so a lone request never waits for company and a burst is
+Opportunistic by default: whenever the model can take a batch, the consumer takes everything already queued
+(up to ``max_batch_size`` rows) and runs it at once, so a lone request never waits for company and a burst is
 absorbed in as few model calls as possible. ``max_delay_ms > 0`` adds a timed window for callers who prefer
 fuller batches to lower latency. The model runs on an executor thread, so the event loop keeps accepting --
 except batches that take less than ``inline_below_s`` (by a moving average of the model's own compute time):
 handing those to a thread and back costs more than running them (measured ~100-300 us of wake-ups on a
-2-core VM against 15-200 us for a small MLP's whole batch), so they run on the event loop directly.
+2-core VM against 15-200 us for a small MLP's whole batch), so they run on the event loop directly, and only
+while no batch is on the thread (a backend is never called from two threads at once).
+
+Batches on the thread are pipelined: while one runs, a second *full* batch (``max_batch_size`` rows queued)
+is handed over too, up to ``max_in_flight`` (default 2), so the thread starts it the moment it finishes the
+first instead of waiting for the event loop to wake up, answer and hand over again. A batch that is not full
+waits for the thread instead, and takes everything that arrived meanwhile. The executor has one thread, so
+batches still run one after another. Measured on 2 cores with 64-row CNN requests over V2 binary tensors:
+1,290 -> 1,815 req/s.
 
 Requests are validated before they get here (see ``codecs``), so one bad request never fails a batch; a batch
 that fails anyway fails only its own requests. Back-pressure: a full queue answers ``Overloaded`` at once, a
@@ -78,7 +86,10 @@ class DynamicBatcher:
         observer: BatchObserver | None = None,
         inline_below_s: float = 0.0,
         compute_estimate_s: float = 0.01,
+        max_in_flight: int = 2,
     ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1.")
         self._run_batch = run_batch
         self._max_batch_size = max_batch_size
         self._max_delay = max_delay_ms / 1000.0
@@ -86,8 +97,11 @@ class DynamicBatcher:
         self._executor = executor
         self._observer = observer or NullBatchObserver()
         self._queue: deque[_Request] = deque()
+        self._queued_rows = 0  # rows of the requests in _queue
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()  # batches handed to the executor, not yet answered
+        self._max_in_flight = max_in_flight
         self._closing = False
         self._batch_seconds = 0.01  # moving average of one model call; sizes Retry-After
         self._inline_below_s = inline_below_s
@@ -122,6 +136,7 @@ class DynamicBatcher:
         # One timer per request is cheaper than asyncio.timeout()'s context object on this hot path.
         timer = loop.call_later(deadline - request.enqueued, self._expire, request)
         self._queue.append(request)
+        self._queued_rows += request.rows
         self._wakeup.set()
         try:
             return await request.future
@@ -145,22 +160,54 @@ class DynamicBatcher:
         finally:
             leftovers = list(self._queue)
             self._queue.clear()
+            self._queued_rows = 0
             _fail(leftovers, _unloaded())
 
     # --- the consumer ------------------------------------------------------------------------------------
     async def _consume(self) -> None:
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            if self._max_delay > 0 and not self._closing:
-                await self._wait_for_company()
-            batch = self._take()
-            if batch:
-                await self._execute(batch)
+        try:
+            while True:
+                if not self._queue:
+                    if self._closing:
+                        await self._settle()
+                        return
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                if self._thread_busy():
+                    self._wakeup.clear()  # set again by a new request or a batch coming back
+                    await self._wakeup.wait()
+                    continue
+                if self._max_delay > 0 and not self._closing:
+                    await self._wait_for_company()
+                batch = self._take()
+                if not batch:
+                    continue
+                if not self._in_flight and self._compute_seconds < self._inline_below_s:
+                    self._execute_inline(batch)
+                else:
+                    self._dispatch(batch)
+        except asyncio.CancelledError:  # stop() gave up draining: the batches on the thread fail too
+            for task in self._in_flight:
+                task.cancel()
+            await self._settle()
+            raise
+
+    def _thread_busy(self) -> bool:
+        """Whether the next batch should wait for one on the thread to come back.
+
+        A second batch is handed over early only when it is full: at most ``max_in_flight`` are out, and
+        sending a few rows ahead would cost a whole model call for them while the rest of a burst piles up.
+        """
+        flying = len(self._in_flight)
+        if flying >= self._max_in_flight:
+            return True
+        return flying > 0 and not self._closing and self._queued_rows < self._max_batch_size
+
+    async def _settle(self) -> None:
+        """Wait until every batch handed to the executor has been answered (or failed)."""
+        while self._in_flight:
+            await asyncio.wait(self._in_flight)
 
     def _take(self) -> list[_Request]:
         """Everything queued that fits in one batch (always at least one request, however many rows)."""
@@ -170,16 +217,18 @@ class DynamicBatcher:
             head = self._queue[0]
             if head.future.done():  # expired or cancelled while queued
                 self._queue.popleft()
+                self._queued_rows -= head.rows
                 continue
             if taken and rows + head.rows > self._max_batch_size:
                 break
             taken.append(self._queue.popleft())
             rows += head.rows
+        self._queued_rows -= rows
         return taken
 
     async def _wait_for_company(self) -> None:
         until = self._queue[0].enqueued + self._max_delay
-        while not self._closing and sum(r.rows for r in self._queue) < self._max_batch_size:
+        while not self._closing and self._queued_rows < self._max_batch_size:
             remaining = until - time.monotonic()
             if remaining <= 0:
                 return
@@ -187,32 +236,60 @@ class DynamicBatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
 
+    def _dispatch(self, batch: list[_Request]) -> None:
+        task = asyncio.get_running_loop().create_task(self._execute(batch), name="maas-batch")
+        self._in_flight.add(task)
+        task.add_done_callback(self._landed)
+
+    def _landed(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wakeup.set()  # the consumer may be waiting for the thread
+
     async def _execute(self, batch: list[_Request]) -> None:
+        """Run ``batch`` on the executor thread and answer its requests."""
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        failed = False
         try:
             inputs, offsets = collate.stack([r.x for r in batch])
-            if self._compute_seconds < self._inline_below_s:
-                outputs = self._timed_run(inputs)
-            else:
-                outputs = await loop.run_in_executor(self._executor, self._timed_run, inputs)
-            parts = collate.split(outputs, offsets)
+            outputs = await loop.run_in_executor(self._executor, self._timed_run, inputs)
         except asyncio.CancelledError:  # stop() gave up draining: this batch's waiters must not hang
             _fail(batch, _unloaded())
             raise
         except Exception as exc:  # any backend failure belongs to this batch's requests only
-            failed = True
-            logger.warning("A batch of %d requests failed: %s", len(batch), exc)
-            _fail(batch, _as_maas_error(exc))
+            self._finish(batch, [], exc, started)
         else:
-            for request, part in zip(batch, parts, strict=True):
-                if not request.future.done():
-                    request.future.set_result(part)
+            self._finish(batch, offsets, outputs, started)
+
+    def _execute_inline(self, batch: list[_Request]) -> None:
+        """Run ``batch`` on the event loop (a cheap model: see the module's docstring) and answer its requests."""
+        started = time.perf_counter()
+        try:
+            inputs, offsets = collate.stack([r.x for r in batch])
+            outputs = self._timed_run(inputs)
+        except Exception as exc:  # as above: this batch's requests only
+            self._finish(batch, [], exc, started)
+        else:
+            self._finish(batch, offsets, outputs, started)
+
+    def _finish(self, batch: list[_Request], offsets: list[int], result: Outputs | Exception, started: float) -> None:
+        """Answer ``batch`` with its share of ``result`` each (or fail it with ``result``), then report it."""
+        error = result if isinstance(result, Exception) else None
+        if not isinstance(result, Exception):
+            try:
+                parts = collate.split(result, offsets)
+            except Exception as exc:  # outputs that do not fit the batch (an imported model's quirk)
+                error = exc
+            else:
+                for request, part in zip(batch, parts, strict=True):
+                    if not request.future.done():
+                        request.future.set_result(part)
+        if error is not None:
+            logger.warning("A batch of %d requests failed: %s", len(batch), error)
+            _fail(batch, _as_maas_error(error))
         seconds = time.perf_counter() - started
         self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * seconds
         rows = sum(r.rows for r in batch)
-        self._observer.on_batch(rows, len(batch), len(self._queue), seconds, failed)
+        self._observer.on_batch(rows, len(batch), len(self._queue), seconds, error is not None)
 
     def _timed_run(self, inputs: np.ndarray) -> Outputs:
         started = time.perf_counter()
@@ -231,8 +308,11 @@ class DynamicBatcher:
         )
 
     def _discard(self, request: _Request) -> None:
-        with contextlib.suppress(ValueError):  # already taken into a batch
+        try:
             self._queue.remove(request)
+        except ValueError:  # already taken into a batch
+            return
+        self._queued_rows -= request.rows
 
     def _retry_after(self) -> float:
         batches_ahead = len(self._queue) / self._max_batch_size + 1

@@ -129,6 +129,40 @@ async def test_everything_queued_while_the_model_is_busy_runs_as_one_batch(make_
     assert model.batches == [1, 5]
 
 
+@pytest.mark.parametrize(("max_in_flight", "left_queued"), [(2, 1), (1, 2)])
+async def test_a_full_batch_is_handed_to_the_thread_while_another_runs(
+    make_batcher, model: AffineModel, observer: Recorder, max_in_flight: int, left_queued: int
+) -> None:
+    batcher = make_batcher(max_batch_size=2, max_in_flight=max_in_flight)
+    model.hold()
+    first = asyncio.ensure_future(batcher.submit(rows(0, 2), soon()))
+    await wait_until_running(model)
+    rest = [asyncio.ensure_future(batcher.submit(rows(i, 2), soon())) for i in (1, 2)]
+    await asyncio.sleep(0.01)
+    # Pipelined: the second full batch already waits on the thread, only the third is still queued.
+    assert batcher.queue_depth == left_queued
+    model.release()
+    results = await asyncio.gather(first, *rest)
+    assert [r["y"][0, 0] for r in results] == [1.0, 3.0, 5.0]
+    assert model.batches == [2, 2, 2]
+
+
+async def test_a_batch_that_is_not_full_waits_for_the_thread_and_gathers_what_arrives(
+    make_batcher, model: AffineModel
+) -> None:
+    batcher = make_batcher(max_batch_size=8)
+    model.hold()
+    first = asyncio.ensure_future(batcher.submit(rows(0), soon()))
+    await wait_until_running(model)
+    rest = []
+    for i in range(1, 4):  # arriving one by one while the model is busy: not one extra model call each
+        rest.append(asyncio.ensure_future(batcher.submit(rows(i), soon())))
+        await asyncio.sleep(0.005)
+    model.release()
+    await asyncio.gather(first, *rest)
+    assert model.batches == [1, 3]
+
+
 async def test_a_timed_window_gathers_requests_when_max_delay_is_set(make_batcher, model: AffineModel) -> None:
     batcher = make_batcher(max_batch_size=8, max_delay_ms=100)
     tasks = []
