@@ -47,13 +47,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     for module in (health, datasets, jobs, models, keys):
         app.include_router(module.router)
     # Inference: raw ASGI endpoints (no FastAPI validation or dependency injection per request). Every HTTP
-    # request enters RequestMiddleware (request id, body limits, metrics, audit) first; HotPath then sends
-    # predictions straight to their endpoints and everything else into FastAPI's stack (see api/hotpath.py).
+    # request enters HotPath first: it serves predictions straight from their endpoints (with their request
+    # id, body limit and metrics) and sends everything else through RequestMiddleware (request id, body limits,
+    # metrics, audit) into FastAPI's stack (see api/hotpath.py).
     app.router.routes[:0] = [*predict.routes, *v2.routes]
     hot_routes = [*predict.routes, *v2.infer_routes]
-    app.install_front(lambda fastapi_stack: RequestMiddleware(
-        HotPath(fastapi_stack, routes=hot_routes), metrics=services.metrics, limit_for=_limit_for(settings),
-        audit=_audit_hook(services), unaudited=_unaudited))
+    app.install_front(lambda fastapi_stack: HotPath(
+        RequestMiddleware(fastapi_stack, metrics=services.metrics, limit_for=_limit_for(settings),
+                          audit=_audit_hook(services), unaudited=_unaudited),
+        routes=hot_routes, metrics=services.metrics, limit=settings.max_request_bytes))
     return app
 
 

@@ -31,7 +31,16 @@ from maas.errors import (
 )
 from maas.inference.engine import InferenceEngine
 from maas.inference.servable import ServableVersion
-from maas.observability.middleware import CLIENT_GONE, Message, Receive, Scope, Send
+from maas.observability.middleware import (
+    CLIENT_GONE,
+    STATUS_CLIENT_GONE,
+    BodyTooLarge,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    too_large_body,
+)
 from maas.security.principals import Principal
 
 log = logging.getLogger(__name__)
@@ -59,9 +68,9 @@ class RawRequest:
 
     __slots__ = ("body", "headers", "scope", "services")
 
-    def __init__(self, scope: Scope, body: bytes) -> None:
+    def __init__(self, scope: Scope, body: bytes, headers: dict[bytes, bytes] | None = None) -> None:
         self.scope = scope
-        self.headers: dict[bytes, bytes] = dict(scope["headers"])
+        self.headers: dict[bytes, bytes] = dict(scope["headers"]) if headers is None else headers
         self.body = body
         self.services: Services = scope["app"].state.services
 
@@ -80,6 +89,10 @@ Handler = Callable[[RawRequest], Awaitable[Answer]]
 class RawEndpoint:
     """An ASGI app around ``handler``: read the whole body, run it, send its answer.
 
+    Reached two ways: through FastAPI's router, inside ``RequestMiddleware`` (the V2 metadata and repository
+    routes), and straight from ``hotpath.HotPath`` (``/predict``, V2 ``infer``), which calls ``respond`` with
+    the body limit and request id that the middleware would otherwise have handled.
+
     A client that hangs up while its request still waits (in its model's queue, mostly) cancels the handler, so
     the request leaves the queue instead of holding its place until the deadline. Nothing is sent then;
     ``CLIENT_GONE`` in the scope tells the request metrics to count a 499, as nginx names it.
@@ -89,18 +102,40 @@ class RawEndpoint:
         self.handler = handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = RawRequest(scope, await _read_body(receive))
-        watch = _HangUpWatch(receive)
-        try:
-            answer = await self.handler(request)
-        except asyncio.CancelledError:
-            if not watch.hung_up:
-                raise
-            scope[CLIENT_GONE] = True
-            return
-        finally:
-            watch.close()
+        await self.respond(scope, receive, send)
+
+    async def respond(self, scope: Scope, receive: Receive, send: Send, *, limit: int | None = None,
+                      request_id: bytes | None = None) -> int:
+        """Answer the request; returns the status sent (``STATUS_CLIENT_GONE`` when the client hung up).
+
+        With ``limit``, a body that declares or turns out to be larger gets a 413 unread (or unfinished).
+        With ``request_id``, the answer carries it as ``X-Request-ID``.
+        """
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if limit is not None and declared is not None and declared.isdigit() and int(declared) > limit:
+            answer = json_answer(too_large_body(limit), 413)
+        else:
+            try:
+                body = await _read_body(receive, limit)
+            except BodyTooLarge:
+                answer = json_answer(too_large_body(limit or 0), 413)
+            else:
+                request = RawRequest(scope, body, headers)
+                watch = _HangUpWatch(receive)
+                try:
+                    answer = await self.handler(request)
+                except asyncio.CancelledError:
+                    if not watch.hung_up:
+                        raise
+                    scope[CLIENT_GONE] = True
+                    return STATUS_CLIENT_GONE
+                finally:
+                    watch.close()
+        if request_id is not None:
+            answer.headers.append((b"x-request-id", request_id))
         await answer.send(send)
+        return answer.status
 
 
 class _HangUpWatch:
@@ -139,15 +174,22 @@ class _HangUpWatch:
             self._watcher.cancel()
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive, limit: int | None = None) -> bytes:
     message = await receive()
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
+        if limit is not None and len(body) > limit:
+            raise BodyTooLarge
         return body
     chunks = [body]
+    size = len(body)
     while message.get("more_body", False):  # a disconnect ends the loop; the parse then fails cleanly
         message = await receive()
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
     return b"".join(chunks)
 
 

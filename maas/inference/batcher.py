@@ -13,7 +13,8 @@ Batches on the thread are pipelined: while one runs, a second *full* batch (``ma
 is handed over too, up to ``max_in_flight`` (default 2), so the thread starts it the moment it finishes the
 first instead of waiting for the event loop to wake up, answer and hand over again. A batch that is not full
 waits for the thread instead, and takes everything that arrived meanwhile. The executor has one thread, so
-batches still run one after another. Measured on 2 cores with 64-row CNN requests over V2 binary tensors:
+batches still run one after another; the requests of a batch waiting there still count against the queue's
+bound. Measured on 2 cores with 64-row CNN requests over V2 binary tensors:
 1,290 -> 1,815 req/s.
 
 Requests are validated before they get here (see ``codecs``), so one bad request never fails a batch; a batch
@@ -100,7 +101,8 @@ class DynamicBatcher:
         self._queued_rows = 0  # rows of the requests in _queue
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()  # batches handed to the executor, not yet answered
+        # Batches handed to the executor, not yet answered, oldest first, with their requests.
+        self._in_flight: dict[asyncio.Task[None], list[_Request]] = {}
         self._max_in_flight = max_in_flight
         self._closing = False
         self._batch_seconds = 0.01  # moving average of one model call; sizes Retry-After
@@ -109,7 +111,13 @@ class DynamicBatcher:
 
     @property
     def queue_depth(self) -> int:
-        return len(self._queue)
+        """Requests waiting: queued, or in a batch that was handed to the thread early and waits there."""
+        return len(self._queue) + self._waiting_on_thread()
+
+    @property
+    def batches_in_flight(self) -> int:
+        """Batches handed to the model's thread and not yet answered (at most ``max_in_flight``)."""
+        return len(self._in_flight)
 
     @property
     def accepting(self) -> bool:
@@ -123,7 +131,7 @@ class DynamicBatcher:
         """Queue ``x`` (``[n, *input_shape]``) and wait for its outputs; ``deadline`` is a ``time.monotonic()``."""
         if not self.accepting:
             raise Unavailable("The model is not accepting requests right now (it is being unloaded).")
-        if len(self._queue) >= self._max_queue:
+        if self.queue_depth >= self._max_queue:
             self._observer.on_reject("overloaded")
             raise Overloaded(
                 f"The model's queue is full ({self._max_queue} requests waiting); retry shortly.",
@@ -193,6 +201,15 @@ class DynamicBatcher:
             await self._settle()
             raise
 
+    def _waiting_on_thread(self) -> int:
+        """Requests in the batches handed over behind the one that runs (the oldest): they still wait.
+
+        One whose client hung up (its future cancelled) no longer counts, as if it had left the queue.
+        """
+        if len(self._in_flight) < 2:
+            return 0
+        return sum(not r.future.done() for batch in list(self._in_flight.values())[1:] for r in batch)
+
     def _thread_busy(self) -> bool:
         """Whether the next batch should wait for one on the thread to come back.
 
@@ -207,7 +224,7 @@ class DynamicBatcher:
     async def _settle(self) -> None:
         """Wait until every batch handed to the executor has been answered (or failed)."""
         while self._in_flight:
-            await asyncio.wait(self._in_flight)
+            await asyncio.wait(list(self._in_flight))
 
     def _take(self) -> list[_Request]:
         """Everything queued that fits in one batch (always at least one request, however many rows)."""
@@ -238,11 +255,11 @@ class DynamicBatcher:
 
     def _dispatch(self, batch: list[_Request]) -> None:
         task = asyncio.get_running_loop().create_task(self._execute(batch), name="maas-batch")
-        self._in_flight.add(task)
+        self._in_flight[task] = batch
         task.add_done_callback(self._landed)
 
     def _landed(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
+        self._in_flight.pop(task, None)
         self._wakeup.set()  # the consumer may be waiting for the thread
 
     async def _execute(self, batch: list[_Request]) -> None:
@@ -289,7 +306,7 @@ class DynamicBatcher:
         seconds = time.perf_counter() - started
         self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * seconds
         rows = sum(r.rows for r in batch)
-        self._observer.on_batch(rows, len(batch), len(self._queue), seconds, error is not None)
+        self._observer.on_batch(rows, len(batch), self.queue_depth, seconds, error is not None)
 
     def _timed_run(self, inputs: np.ndarray) -> Outputs:
         started = time.perf_counter()
@@ -315,7 +332,7 @@ class DynamicBatcher:
         self._queued_rows -= request.rows
 
     def _retry_after(self) -> float:
-        batches_ahead = len(self._queue) / self._max_batch_size + 1
+        batches_ahead = self.queue_depth / self._max_batch_size + 1
         return float(max(1, math.ceil(self._batch_seconds * batches_ahead)))
 
 
