@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -30,8 +30,9 @@ BackendFactory = Callable[[ServableVersion, ServableArtifact, Settings], Backend
 _Ref = int | str | None
 
 
-@dataclass(frozen=True)
-class ModelKey:
+class ModelKey(NamedTuple):
+    """What the cache and the metrics know a loaded model by (a tuple: built and hashed on every request)."""
+
     tenant: str
     model: str
     version: int
