@@ -4,7 +4,9 @@
    exports them to ONNX and imports them into a fresh ``maas serve`` (temp data dir, no job workers) with
    ``POST /models``.
 2. Drives ``/predict`` with wrk (one JSON row of 64 floats per request) at concurrency 1, 16 and 64, and the
-   CNN also with 64 rows per request (a client that batches itself: what the engine does with bulk traffic).
+   CNN also with 64 rows per request (a client that batches itself: what the engine does with bulk traffic),
+   as JSON and as a V2 ``infer`` request with Triton's binary tensor extension (raw float32, no JSON numbers
+   to parse: what tritonclient sends with ``binary_data=True``).
 3. Measures in-process ONNX Runtime on the same files at batch 1 and 64 (all cores): the compute limit.
 4. A naive FastAPI server (pydantic body, one ORT call per request), driven the same way.
 5. A bare uvicorn ASGI app that parses the same body with orjson and answers a constant: the HTTP floor.
@@ -96,6 +98,15 @@ wrk.method = "POST"
 wrk.body = [==[{body}]==]
 wrk.headers["Content-Type"] = "application/json"
 '''
+LUA_BINARY = '''
+local file = io.open("{path}", "rb")
+wrk.method = "POST"
+wrk.body = file:read("*all")
+file:close()
+wrk.headers["Content-Type"] = "application/octet-stream"
+wrk.headers["Inference-Header-Content-Length"] = "{header_length}"
+'''
+V2_BINARY = "v2-binary"  # the protocol label of the V2 binary-tensor load
 
 
 @dataclass(frozen=True)
@@ -192,15 +203,34 @@ def maas_command(stack: list[str]) -> list[str]:
 
 
 # --- load --------------------------------------------------------------------------------------------------
-def drive(url: str, model: str, concurrency: int, seconds: int, folder: Path, rows: int = 1) -> Load:
-    script = folder / f"{model}-{rows}.lua"
-    body = json.dumps({"model": model, "inputs": [ROW] * rows}, separators=(",", ":"))
-    script.write_text(LUA.format(body=body))
+def drive(url: str, model: str, concurrency: int, seconds: int, folder: Path, rows: int = 1,
+          protocol: str = "json") -> Load:
+    if protocol == V2_BINARY:
+        script, path = v2_binary_script(folder, model, rows), f"/v2/models/{model}/infer"
+    else:
+        script, path = folder / f"{model}-{rows}.lua", "/predict"
+        body = json.dumps({"model": model, "inputs": [ROW] * rows}, separators=(",", ":"))
+        script.write_text(LUA.format(body=body))
     threads = 1 if concurrency < 16 else 2  # wrk shares the two cores with the server: keep it lean
     output = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), url + "/predict"],
+        ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--latency", "-s", str(script), url + path],
         capture_output=True, text=True, check=True).stdout
     return parse_wrk(output)
+
+
+def v2_binary_script(folder: Path, model: str, rows: int) -> Path:
+    """A wrk script that posts ``rows`` rows as one FP32 tensor in Triton's binary extension, outputs binary."""
+    tensor = np.tile(np.asarray(ROW, dtype=np.float32), (rows, 1)).tobytes()
+    header = json.dumps({
+        "inputs": [{"name": "input", "shape": [rows, len(ROW)], "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(tensor)}}],
+        "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}],
+    }, separators=(",", ":")).encode()
+    body = folder / f"{model}-{rows}-v2.bin"
+    body.write_bytes(header + tensor)
+    script = folder / f"{model}-{rows}-v2.lua"
+    script.write_text(LUA_BINARY.format(path=body, header_length=len(header)))
+    return script
 
 
 def parse_wrk(output: str) -> Load:
@@ -245,11 +275,11 @@ def uvicorn_stack(loop: str, http: str) -> str:
 
 
 def print_table(results: dict[tuple[str, str, int], Load], ort_rates: dict[tuple[str, int], float]) -> None:
-    print(f"\n{'server':<8} {'model':<15} {'c':>3} {'req/s':>9} {'samples/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
+    print(f"\n{'server':<8} {'model':<25} {'c':>3} {'req/s':>9} {'samples/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'errors':>6}")
     for (label, model, concurrency), load in results.items():
-        rows = BULK_ROWS if model.endswith("x64") else 1
-        print(f"{label:<8} {model:<15} {concurrency:>3} {load.rps:>9.0f} {load.rps * rows:>10.0f} "
+        rows = BULK_ROWS if f"x{BULK_ROWS}" in model else 1
+        print(f"{label:<8} {model:<25} {concurrency:>3} {load.rps:>9.0f} {load.rps * rows:>10.0f} "
               f"{load.p50_ms:>8.3f} {load.p99_ms:>8.2f} {load.errors:>6}")
     print(f"\n{'in-process ONNX Runtime':<28} {'batch':>5} {'samples/s':>11}")
     for (model, batch), rate in ort_rates.items():
@@ -259,10 +289,12 @@ def print_table(results: dict[tuple[str, str, int], Load], ort_rates: dict[tuple
 def print_ratios(results: dict[tuple[str, str, int], Load], ort_rates: dict[tuple[str, int], float]) -> None:
     mlp = results[("maas", "digits-mlp", 64)]
     bulk_samples = results[("maas", f"digits-cnn x{BULK_ROWS}", BULK_CONCURRENCY)].rps * BULK_ROWS
+    binary_samples = results[("maas", f"digits-cnn x{BULK_ROWS} {V2_BINARY}", BULK_CONCURRENCY)].rps * BULK_ROWS
     checks = [
         ("MLP c=64 maas / naive", mlp.rps / results[("naive", "digits-mlp", 64)].rps, ">= 4.5x", 4.5),
         ("MLP c=64 maas / floor", mlp.rps / results[("floor", "digits-mlp", 64)].rps, ">= 0.75", 0.75),
         ("CNN 64-row requests / ORT b64", bulk_samples / ort_rates[("digits-cnn", 64)], ">= 0.35", 0.35),
+        ("CNN 64-row V2 binary / ORT b64", binary_samples / ort_rates[("digits-cnn", 64)], ">= 0.35", 0.35),
         ("CNN 1-row c=64 / ORT b64 (info)",
          results[("maas", "digits-cnn", 64)].rps / ort_rates[("digits-cnn", 64)], "-", 0.0),
     ]
@@ -300,9 +332,10 @@ def run(folder: Path, seconds: int, epochs: int, stack: list[str], repeats: int)
     (folder / "floor_app.py").write_text(FLOOR_APP)
     maas_env = {"MAAS_DATA_DIR": str(folder / "data"), "MAAS_WORKERS": "0", "MAAS_LOG_LEVEL": "warning"}
     baseline_env = {"BENCH_MODEL": str(files["digits-mlp"])}
-    plan = [("maas", model, concurrency, 1) for model in files for concurrency in CONCURRENCY]
-    plan.append(("maas", "digits-cnn", BULK_CONCURRENCY, BULK_ROWS))
-    plan += [(label, "digits-mlp", concurrency, 1) for label in ("naive", "floor") for concurrency in CONCURRENCY]
+    plan = [("maas", model, concurrency, 1, "json") for model in files for concurrency in CONCURRENCY]
+    plan += [("maas", "digits-cnn", BULK_CONCURRENCY, BULK_ROWS, protocol) for protocol in ("json", V2_BINARY)]
+    plan += [(label, "digits-mlp", concurrency, 1, "json") for label in ("naive", "floor")
+             for concurrency in CONCURRENCY]
     runs: dict[tuple[str, str, int], list[Load]] = {}
     with ExitStack() as servers:  # all three up at once (idle ones cost nothing), so their runs can interleave
         urls = {"maas": servers.enter_context(server(maas_command(stack), maas_env, "/healthz", folder / "maas.log"))}
@@ -312,9 +345,10 @@ def run(folder: Path, seconds: int, epochs: int, stack: list[str], repeats: int)
         import_models(urls["maas"], files)
         for repeat in range(1, repeats + 1):
             # Interleaved: a slow spell of this shared machine hurts every server alike, not one of them.
-            for label, model, concurrency, rows in plan:
-                key = (label, model if rows == 1 else f"{model} x{rows}", concurrency)
-                load = drive(urls[label], model, concurrency, seconds, folder, rows)
+            for label, model, concurrency, rows, protocol in plan:
+                name = model if rows == 1 else f"{model} x{rows}"
+                key = (label, name if protocol == "json" else f"{name} {protocol}", concurrency)
+                load = drive(urls[label], model, concurrency, seconds, folder, rows, protocol)
                 runs.setdefault(key, []).append(load)
                 print(f"  [{repeat}/{repeats}] {label} {key[1]} c={concurrency}: {load}", flush=True)
     if any(load.errors for (label, _, _), loads in runs.items() if label == "maas" for load in loads):

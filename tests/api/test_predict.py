@@ -192,6 +192,37 @@ def test_content_type_and_size_limits(make_client: Callable[..., TestClient]) ->
     assert client.get("/predict").status_code == 405
 
 
+def test_a_streamed_body_over_the_limit_is_a_413_and_keeps_the_request_id(
+    make_client: Callable[..., TestClient],
+) -> None:
+    """No Content-Length to refuse up front: the hot path counts the chunks as they arrive."""
+    client = make_client(max_request_mb=0.01)  # ~10 kB
+    chunks = [b"[" + b"1.0," * 1500, b"1.0," * 1500, b"1.0]"]
+
+    async def call() -> list[dict[str, Any]]:
+        messages = [{"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+                    for i, chunk in enumerate(chunks)]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/predict", "raw_path": b"/predict", "query_string": b"", "root_path": "",
+                 "headers": [(b"content-type", b"application/json"), (b"x-request-id", b"req-42")],
+                 "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
+        await client.app(scope, receive, send)  # type: ignore[operator]
+        return sent
+
+    assert client.portal is not None
+    start, body = client.portal.call(call)
+    assert start["status"] == 413 and (b"x-request-id", b"req-42") in start["headers"]
+    assert orjson.loads(body["body"])["code"] == "payload_too_large"
+
+
 def test_metrics_count_predictions_by_model_and_status(affine: TestClient) -> None:
     for inputs in (FOURS, FOURS, [[1]]):
         predict(affine, {"model": "affine", "inputs": inputs})
