@@ -20,7 +20,7 @@ import functools
 import logging
 from collections.abc import Callable, Sequence
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI
 from starlette.routing import Route
@@ -34,7 +34,7 @@ from maas.observability.middleware import (
     Receive,
     Scope,
     Send,
-    new_request_id,
+    request_id,
     send_json,
 )
 
@@ -80,11 +80,12 @@ class HotPath:
             return
         scope["route"] = route  # the metrics label requests by route template
         started = perf_counter()
-        rid = _request_id(scope)
+        rid = request_id(scope)
         token = context.request_id.set(rid)
         status, answering = 500, True
         try:
-            status = await route.endpoint.respond(scope, receive, send, limit=self.limit, request_id=rid.encode())
+            endpoint = cast(RawEndpoint, route.endpoint)  # checked in __init__
+            status = await endpoint.respond(scope, receive, send, limit=self.limit, request_id=rid.encode())
             answering = False
         except Exception:
             # The endpoints answer every MaasError themselves: this is a bug, and the client gets JSON for it.
@@ -113,10 +114,3 @@ class HotPath:
 
 def _params(route: Route, raw: dict[str, str]) -> dict[str, Any]:
     return {name: route.param_convertors[name].convert(value) for name, value in raw.items()}
-
-
-def _request_id(scope: Scope) -> str:
-    for key, value in scope["headers"]:
-        if key == b"x-request-id":
-            return value.decode("latin-1")
-    return new_request_id()

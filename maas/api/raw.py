@@ -70,9 +70,9 @@ class RawRequest:
 
     __slots__ = ("body", "headers", "scope", "services")
 
-    def __init__(self, scope: Scope, body: bytes, headers: dict[bytes, bytes] | None = None) -> None:
+    def __init__(self, scope: Scope, body: bytes, headers: dict[bytes, bytes]) -> None:
         self.scope = scope
-        self.headers: dict[bytes, bytes] = dict(scope["headers"]) if headers is None else headers
+        self.headers = headers
         self.body = body
         self.services: Services = scope["app"].state.services
 
@@ -150,15 +150,14 @@ class _HangUpWatch:
     """
 
     LISTEN_AFTER_S = 0.05
-    __slots__ = ("_receive", "_sweeper", "_task", "_watcher", "hung_up", "since")
+    __slots__ = ("_receive", "_task", "_watcher", "hung_up", "since")
 
     def __init__(self, receive: Receive) -> None:
         self.hung_up = False
         self._receive = receive
         self._task: asyncio.Task[Any] | None = asyncio.current_task()
         self._watcher: asyncio.Future[Message] | None = None
-        self._sweeper = _Sweeper.of(asyncio.get_running_loop())
-        self.since = self._sweeper.add(self)
+        self.since = _Sweeper.of(asyncio.get_running_loop()).add(self)
 
     @property
     def closed(self) -> bool:

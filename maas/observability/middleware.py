@@ -62,7 +62,7 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _header(scope, b"x-request-id") or new_request_id()
+        rid = request_id(scope)
         limit = self.limit_for(scope)
         declared = _header(scope, b"content-length")
         status_box = {"status": 500, "started": False}
@@ -105,6 +105,11 @@ class RequestMiddleware:
 
 def too_large_body(limit: int) -> dict[str, str]:
     return {"error": f"The request body is larger than the limit of {limit} bytes.", "code": "payload_too_large"}
+
+
+def request_id(scope: Scope) -> str:
+    """The client's ``X-Request-ID``, else a new one."""
+    return _header(scope, b"x-request-id") or new_request_id()
 
 
 def new_request_id() -> str:

@@ -131,7 +131,7 @@ async def test_everything_queued_while_the_model_is_busy_runs_as_one_batch(make_
 
 @pytest.mark.parametrize(("max_in_flight", "handed_over"), [(2, 2), (1, 1)])
 async def test_a_full_batch_is_handed_to_the_thread_while_another_runs(
-    make_batcher, model: AffineModel, observer: Recorder, max_in_flight: int, handed_over: int
+    make_batcher, model: AffineModel, max_in_flight: int, handed_over: int
 ) -> None:
     batcher = make_batcher(max_batch_size=2, max_in_flight=max_in_flight)
     model.hold()
