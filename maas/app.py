@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # prediction's budget); maas exports Prometheus metrics instead.
     app = MaasAPI(title="maas", version=__version__, lifespan=lifespan, default_response_class=JSONResponse,
                   telemetry={"tracing": False, "metrics": False, "logs": False})
-    app.state.services = services
+    app.services = app.state.services = services
     install_error_handlers(app)
     for module in (health, datasets, jobs, models, keys):
         app.include_router(module.router)

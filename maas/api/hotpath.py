@@ -25,6 +25,7 @@ from typing import Any, cast
 from fastapi import FastAPI
 from starlette.routing import Route
 
+from maas.api.deps import Services
 from maas.api.raw import RawEndpoint
 from maas.observability import context
 from maas.observability.metrics import Metrics
@@ -34,7 +35,7 @@ from maas.observability.middleware import (
     Receive,
     Scope,
     Send,
-    request_id,
+    new_request_id,
     send_json,
 )
 
@@ -47,6 +48,7 @@ class MaasAPI(FastAPI):
     """FastAPI whose HTTP requests pass through ``front`` (built around FastAPI's own stack) first."""
 
     _front: ASGIApp | None = None
+    services: Services  # also app.state.services; read by every raw request, where State's lookup costs ~0.5 us
 
     def install_front(self, factory: FrontFactory) -> None:
         """``factory(fastapi_stack)`` builds the ASGI app every HTTP request enters first."""
@@ -80,12 +82,15 @@ class HotPath:
             return
         scope["route"] = route  # the metrics label requests by route template
         started = perf_counter()
-        rid = request_id(scope)
+        headers = dict(scope["headers"])  # built once, for the request id and the endpoint
+        given = headers.get(b"x-request-id")
+        rid = given.decode("latin-1") if given else new_request_id()
         token = context.request_id.set(rid)
         status, answering = 500, True
         try:
             endpoint = cast(RawEndpoint, route.endpoint)  # checked in __init__
-            status = await endpoint.respond(scope, receive, send, limit=self.limit, request_id=rid.encode())
+            status = await endpoint.respond(scope, receive, send, limit=self.limit, request_id=given or rid.encode(),
+                                            headers=headers)
             answering = False
         except Exception:
             # The endpoints answer every MaasError themselves: this is a bug, and the client gets JSON for it.

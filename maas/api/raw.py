@@ -48,6 +48,7 @@ from maas.security.principals import Principal
 log = logging.getLogger(__name__)
 
 JSON = b"application/json"
+_PLAIN_JSON_TYPES = frozenset(t.encode() for t in JSON_TYPES)
 Ref = int | str | None
 _EMPTY: dict[str, str] = {}
 
@@ -74,7 +75,7 @@ class RawRequest:
         self.scope = scope
         self.headers = headers
         self.body = body
-        self.services: Services = scope["app"].state.services
+        self.services: Services = scope["app"].services  # see hotpath.MaasAPI
 
     @property
     def path_params(self) -> dict[str, Any]:
@@ -107,13 +108,15 @@ class RawEndpoint:
         await self.respond(scope, receive, send)
 
     async def respond(self, scope: Scope, receive: Receive, send: Send, *, limit: int | None = None,
-                      request_id: bytes | None = None) -> int:
+                      request_id: bytes | None = None, headers: dict[bytes, bytes] | None = None) -> int:
         """Answer the request; returns the status sent (``STATUS_CLIENT_GONE`` when the client hung up).
 
         With ``limit``, a body that declares or turns out to be larger gets a 413 unread (or unfinished).
-        With ``request_id``, the answer carries it as ``X-Request-ID``.
+        With ``request_id``, the answer carries it as ``X-Request-ID``. ``headers`` is the scope's headers
+        as a dict, when the caller has built it already.
         """
-        headers = dict(scope["headers"])
+        if headers is None:
+            headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
         if limit is not None and declared is not None and declared.isdigit() and int(declared) > limit:
             answer = json_answer(too_large_body(limit), 413)
@@ -153,11 +156,12 @@ class _HangUpWatch:
     __slots__ = ("_receive", "_task", "_watcher", "hung_up", "since")
 
     def __init__(self, receive: Receive) -> None:
+        loop = asyncio.get_running_loop()
         self.hung_up = False
         self._receive = receive
-        self._task: asyncio.Task[Any] | None = asyncio.current_task()
+        self._task: asyncio.Task[Any] | None = asyncio.current_task(loop)
         self._watcher: asyncio.Future[Message] | None = None
-        self.since = _Sweeper.of(asyncio.get_running_loop()).add(self)
+        self.since = _Sweeper.of(loop).add(self)
 
     @property
     def closed(self) -> bool:
@@ -185,6 +189,7 @@ class _Sweeper:
     """One event loop's waiting requests, oldest first; wakes up when the oldest has waited long enough."""
 
     _by_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Sweeper]] = weakref.WeakKeyDictionary()
+    _last: ClassVar[_Sweeper | None] = None  # the server's one loop, found without a weak-key lookup per request
     __slots__ = ("__weakref__", "_loop", "_timer", "_waiting")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -194,9 +199,13 @@ class _Sweeper:
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> _Sweeper:
+        last = cls._last
+        if last is not None and last._loop is loop:
+            return last
         sweeper = cls._by_loop.get(loop)
         if sweeper is None:
             sweeper = cls._by_loop[loop] = cls(loop)
+        cls._last = sweeper
         return sweeper
 
     def add(self, watch: _HangUpWatch) -> float:
@@ -247,7 +256,10 @@ def authorize(request: RawRequest, *scopes: str) -> Principal:
     """The caller, who must hold one of ``scopes``; kept in the scope state like ``deps.get_principal`` does."""
     authorization = request.header(b"authorization")
     principal = authenticate(request.services, {"authorization": authorization} if authorization else _EMPTY)
-    if not any(principal.allows(scope) for scope in scopes):
+    for scope in scopes:
+        if principal.allows(scope):
+            break
+    else:
         raise Forbidden(f"This API key lacks the {scopes[0]!r} scope.")
     request.scope.setdefault("state", {})["principal"] = principal
     return principal
@@ -258,14 +270,16 @@ def json_object(request: RawRequest) -> dict[str, Any]:
 
     Like ``body.read_json``, a missing type or curl's default form type is accepted as JSON.
     """
-    kind = (request.header(b"content-type") or "").split(";")[0].strip().lower()
-    if kind not in JSON_TYPES and not kind.endswith("+json"):
-        raise UnsupportedMediaType(f"Send JSON (application/json), not {kind!r}.")
-    if not request.body.strip():
-        raise MalformedJson("The request body is empty; send a JSON object.")
+    declared = request.headers.get(b"content-type", b"")
+    if declared not in _PLAIN_JSON_TYPES:  # the common spellings skip the parsing below
+        kind = declared.decode("latin-1").split(";")[0].strip().lower()
+        if kind not in JSON_TYPES and not kind.endswith("+json"):
+            raise UnsupportedMediaType(f"Send JSON (application/json), not {kind!r}.")
     try:
         document = orjson.loads(request.body)
     except orjson.JSONDecodeError as exc:
+        if not request.body.strip():
+            raise MalformedJson("The request body is empty; send a JSON object.") from None
         raise MalformedJson(f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(document, dict):
         raise InvalidInput("The request body must be a JSON object.")

@@ -32,7 +32,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -64,15 +63,16 @@ class NullBatchObserver:
         pass
 
 
-@dataclass(eq=False, slots=True)  # identity equality: deque.remove must not compare numpy arrays
 class _Request:
-    x: np.ndarray
-    future: asyncio.Future[Outputs]
-    enqueued: float = field(default_factory=time.monotonic)
+    """One queued request. Identity equality (the default): ``deque.remove`` must not compare numpy arrays."""
 
-    @property
-    def rows(self) -> int:
-        return self.x.shape[0]
+    __slots__ = ("enqueued", "future", "rows", "x")
+
+    def __init__(self, x: np.ndarray, future: asyncio.Future[Outputs], enqueued: float) -> None:
+        self.x = x
+        self.future = future
+        self.enqueued = enqueued
+        self.rows: int = x.shape[0]
 
 
 class DynamicBatcher:
@@ -138,7 +138,7 @@ class DynamicBatcher:
                 retry_after=self._retry_after(),
             )
         loop = asyncio.get_running_loop()
-        request = _Request(x, loop.create_future())
+        request = _Request(x, loop.create_future(), time.monotonic())
         if deadline <= request.enqueued:
             raise DeadlineExceeded("The request's deadline passed before it could be queued.")
         # One timer per request is cheaper than asyncio.timeout()'s context object on this hot path.

@@ -9,6 +9,7 @@ loads and warms the new version *before* traffic can reach it, then invalidates 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,8 +43,9 @@ class ModelKey(NamedTuple):
         return f"{self.tenant}/{self.model}/{self.version}/{self.variant}"
 
 
-@dataclass(frozen=True)
-class Prediction:
+class Prediction(NamedTuple):
+    """One request's answer (a tuple: built on every request, ~1 us cheaper than a frozen dataclass)."""
+
     model: str
     version: int
     variant: str
@@ -114,12 +116,19 @@ class InferenceEngine:
         await self._cache.close()
 
     # --- resolution ------------------------------------------------------------------------------------
-    async def resolve(self, tenant: str, model: str, ref: _Ref = None) -> ServableVersion:
-        """The version ``ref`` names (None: production alias, else latest); cached for ``resolve_ttl_s``."""
-        key = (tenant, model, ref)
-        cached = self._resolved.get(key)
+    def resolved(self, tenant: str, model: str, ref: _Ref = None) -> ServableVersion | None:
+        """``resolve``'s answer if it is cached and fresh, else None: no await, for the hot path."""
+        cached = self._resolved.get((tenant, model, ref))
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
+        return None
+
+    async def resolve(self, tenant: str, model: str, ref: _Ref = None) -> ServableVersion:
+        """The version ``ref`` names (None: production alias, else latest); cached for ``resolve_ttl_s``."""
+        cached = self.resolved(tenant, model, ref)
+        if cached is not None:
+            return cached
+        key = (tenant, model, ref)
         # Single flight: a burst of cold requests costs the database one query, not one per request.
         pending = self._resolving.get(key)
         if pending is None:
@@ -290,6 +299,7 @@ class InferenceEngine:
                 drain_timeout_s=self._drain_timeout_s,
                 inline_below_s=self._settings.inline_batch_us / 1e6,
                 observer=self._observer.batch_observer(key),
+                annotate=functools.partial(post.annotate, servable),
                 name=str(key),
             )
             await runner.open()

@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from maas.observability.collectors import LoopCounter, LoopHistogram
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
@@ -39,22 +41,23 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.http_requests = Counter("maas_http_requests_total", "HTTP requests.",
-                                     ["route", "method", "status"], registry=r)
-        self.http_latency = Histogram("maas_http_request_duration_seconds", "HTTP request latency.",
-                                      ["route", "method"], buckets=LATENCY_BUCKETS, registry=r)
+        # Updated on every request by the event loop: lock-free collectors (see collectors.py).
+        self.http_requests = LoopCounter("maas_http_requests_total", "HTTP requests.",
+                                         ["route", "method", "status"], registry=r)
+        self.http_latency = LoopHistogram("maas_http_request_duration_seconds", "HTTP request latency.",
+                                          ["route", "method"], buckets=LATENCY_BUCKETS, registry=r)
         self.jobs_finished = Counter("maas_jobs_finished_total", "Jobs that ended, by kind and status.",
                                      ["kind", "status"], registry=r)
         self.job_duration = Histogram("maas_job_duration_seconds", "Wall time of job attempts.", ["kind"],
                                       buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600), registry=r)
         self.jobs_running = Gauge("maas_jobs_running", "Jobs running in this replica.", registry=r)
-        self.inference_requests = Counter("maas_inference_requests_total", "Prediction requests.",
-                                          ["model", "version", "status"], registry=r)
-        self.inference_latency = Histogram("maas_inference_request_duration_seconds",
-                                           "Prediction latency, queueing included.", ["model", "version"],
-                                           buckets=LATENCY_BUCKETS, registry=r)
-        self.inference_errors = Counter("maas_inference_errors_total", "Prediction errors by code.",
-                                        ["model", "code"], registry=r)
+        self.inference_requests = LoopCounter("maas_inference_requests_total", "Prediction requests.",
+                                              ["model", "version", "status"], registry=r)
+        self.inference_latency = LoopHistogram("maas_inference_request_duration_seconds",
+                                               "Prediction latency, queueing included.", ["model", "version"],
+                                               buckets=LATENCY_BUCKETS, registry=r)
+        self.inference_errors = LoopCounter("maas_inference_errors_total", "Prediction errors by code.",
+                                            ["model", "code"], registry=r)
         self.batch_size = Histogram("maas_batch_size", "Rows per executed batch.", ["model", "version"],
                                     buckets=BATCH_BUCKETS, registry=r)
         self.queue_depth = Gauge("maas_queue_depth", "Requests waiting per loaded model.",
@@ -75,7 +78,7 @@ class Metrics:
         return generate_latest(self.registry)
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
-        # labels() locks and hashes on every call; route templates are few, so their children are kept.
+        # Route templates are few, so their children are kept: one dict lookup instead of two labels() calls.
         key = (route, method, status)
         children = self._http_children.get(key)
         if children is None:

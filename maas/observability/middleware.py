@@ -7,6 +7,7 @@ while streaming otherwise), per-route metrics by route *template*, and the audit
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from random import getrandbits
@@ -112,9 +113,14 @@ def request_id(scope: Scope) -> str:
     return _header(scope, b"x-request-id") or new_request_id()
 
 
+_ID_PREFIX = f"{getrandbits(32):08x}"  # this process's; a replica restarted or beside it has another
+_ID_COUNTER = itertools.count(1)
+
+
 def new_request_id() -> str:
-    # Unique enough to find a request's log lines, and ~10x cheaper than uuid4 (no urandom syscall per request).
-    return f"{getrandbits(64):016x}"
+    # Unique enough to find a request's log lines (a random per-process prefix and a counter), and cheaper
+    # than 64 random bits formatted per request, let alone uuid4's urandom syscall.
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -108,3 +108,10 @@ def test_every_problem_is_listed_in_the_details() -> None:
         "inputs[2] has 5 values; the model takes 4.",
         'inputs[3][1] is "x", not a number.',
     ]
+
+
+def test_large_finite_values_whose_float32_sum_overflows_are_accepted() -> None:
+    # The hot path's finiteness test sums in float32: two values near its maximum overflow that sum, and the
+    # elementwise check must then let them through.
+    x = decode_rows([[3e38, 3e38, 1.0, 2.0]], [4])
+    assert x.dtype == np.float32 and np.isfinite(x).all()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from maas.errors import InferenceFailed
-from maas.inference.postprocess import class_scores, label_spec, postprocess, with_labels
+from maas.inference.postprocess import annotate, class_scores, label_spec, postprocess, with_labels
 from maas.inference.servable import ServableVersion
 from tests.inference.fakes import make_servable
 
@@ -63,3 +63,27 @@ def test_regression_returns_values(values: np.ndarray, expected: list[Any]) -> N
     servable = make_servable({}, task="regression")
     assert postprocess(servable, {"prediction": values}) == {"predictions": expected}
     assert with_labels(servable, {"prediction": values}) == {"prediction": values}
+
+
+@pytest.mark.parametrize("classes", [["cat", "dog", "eel"], [3, 5, 7], None])
+@pytest.mark.parametrize("outputs", [{"probabilities": PROBS}, {"scores": np.log(PROBS)}])
+def test_a_batch_annotated_once_answers_each_request_as_if_scored_alone(
+    classes: list[Any] | None, outputs: dict[str, np.ndarray]
+) -> None:
+    servable = classifier(classes)
+    annotated = annotate(servable, outputs)  # what the runner does once per batch
+    for row in range(len(PROBS)):
+        alone = {name: value[row:row + 1] for name, value in outputs.items()}
+        part = {name: value[row:row + 1] for name, value in annotated.items()}  # what collate.split hands back
+        expected, got = postprocess(servable, alone), postprocess(servable, part)
+        assert got["predictions"] == expected["predictions"]
+        np.testing.assert_allclose(got["probabilities"], expected["probabilities"], rtol=1e-6)
+        v2 = with_labels(servable, part)
+        assert sorted(v2) == sorted([*outputs, "label"])  # the internal scores are never a V2 output
+        np.testing.assert_array_equal(v2["label"], with_labels(servable, alone)["label"])
+
+
+def test_annotating_a_regressor_changes_nothing() -> None:
+    servable = make_servable({}, task="regression")
+    values = {"prediction": np.array([[1.5], [2.5]], np.float32)}
+    assert annotate(servable, values) is values

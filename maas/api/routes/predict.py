@@ -37,7 +37,9 @@ async def predict(request: RawRequest) -> Answer:
         principal = authorize(request, "predict")
         body = json_object(request)
         name = request.path_params.get("name") or _model_name(body)
-        servable = timing.servable = await engine.resolve(principal.tenant, name, version_ref(body.get("version")))
+        ref = version_ref(body.get("version"))
+        servable = engine.resolved(principal.tenant, name, ref) or await engine.resolve(principal.tenant, name, ref)
+        timing.servable = servable
         x = decode_rows(_inputs(body), servable.input_shape, servable.feature_names)
         prediction = await engine.infer(servable, _variant(body.get("variant")), x)
         answer = {"model": servable.model, "version": servable.version, "variant": prediction.variant,

@@ -23,6 +23,7 @@ from maas.errors import InvalidInput
 # numpy's warning about it would only repeat that in the server's log. np.errstate would silence it too, but
 # costs ~1.5 us per request (numpy 2 keeps it in a context variable), and most requests never overflow.
 warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning, __name__)
+warnings.filterwarnings("ignore", "overflow encountered in reduce", RuntimeWarning, __name__)  # _check_finite
 
 Shape = tuple[int, ...]  # per sample, no batch dimension; -1 = any size
 _MAX_DETAILS = 10
@@ -84,11 +85,18 @@ def _shape_message(actual: Shape, shape: Shape) -> str:
 
 # --- values ----------------------------------------------------------------------------------------------
 def _check_finite(array: np.ndarray, inputs: Any) -> None:
-    # One float64 reduction (it cannot overflow on float32 inputs) is finite exactly when every value is; at
-    # ~1 us it is the cheap test on the hot path, the elementwise search below only runs for bad requests.
-    if math.isfinite(np.add.reduce(array, axis=None, dtype=np.float64)):
+    # One reduction is finite when every value is: the cheap test on the hot path (~1 us; a float64
+    # accumulator measured ~0.6 us more). A sum of large finite values can still overflow float32, so a
+    # non-finite sum only sends us to the elementwise test.
+    try:
+        total = np.add.reduce(array, axis=None)
+    except RuntimeWarning:  # warnings made errors (the tests): the sum overflowed
+        total = math.inf
+    if math.isfinite(total):
         return
     finite = np.isfinite(array)
+    if finite.all():
+        return
     index = tuple(int(i) for i in np.argwhere(~finite)[0])
     value = inputs
     for i in index:
