@@ -196,6 +196,31 @@ async def test_a_request_past_its_deadline_gets_deadline_exceeded(make_batcher, 
     assert model.batches == [1]  # and never ran
 
 
+async def test_deadlines_expire_in_their_own_order_whatever_the_order_of_arrival(
+    make_batcher, model: AffineModel, observer
+) -> None:
+    # One timer serves every waiting request: it must re-arm for a later arrival with an earlier deadline, and
+    # for the requests still waiting once the earliest has expired; the batch on the thread expires too.
+    batcher = make_batcher()
+    model.hold()
+    running = asyncio.ensure_future(batcher.submit(rows(0), soon(0.3)))
+    await wait_until_running(model)
+    patient = asyncio.ensure_future(batcher.submit(rows(1), soon(0.6)))
+    hasty = asyncio.ensure_future(batcher.submit(rows(2), soon(0.1)))
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        await hasty
+    assert 0.05 < time.monotonic() - started < 0.25 and not patient.done() and not running.done()
+    with pytest.raises(DeadlineExceeded):
+        await running  # its batch still holds the thread
+    with pytest.raises(DeadlineExceeded):
+        await patient
+    assert 0.45 < time.monotonic() - started < 0.9
+    assert observer.rejects == ["deadline"] * 3 and batcher.queue_depth == 0
+    model.release()
+    assert (await batcher.submit(rows(3), soon())) is not None  # the batcher still serves
+
+
 async def test_a_deadline_already_past_is_refused_at_once(make_batcher) -> None:
     with pytest.raises(DeadlineExceeded):
         await make_batcher().submit(rows(1), time.monotonic() - 1)
