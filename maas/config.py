@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     device: str = "auto"
     """``cpu``, ``cuda``, ``cuda:N``; ``auto`` picks CUDA when available."""
 
+    torch_half: bool = False
+    """Serve PyTorch variants in float16 on a GPU (inputs and outputs stay float32; ignored on the CPU)."""
+
     admin_key: str | None = None
     """Bootstrap admin key (scope ``admin``): manages keys for every tenant."""
 

@@ -92,7 +92,8 @@ async def infer(request: RawRequest) -> Answer:
         principal = authorize(request, "predict")
         v2_request = parse_v2_request(request.body, _header_length(request))
         name, ref = _target(request)
-        servable = timing.servable = await engine.resolve(principal.tenant, name, ref)
+        servable = engine.resolved(principal.tenant, name, ref) or await engine.resolve(principal.tenant, name, ref)
+        timing.servable = servable
         x = v2_model_input(v2_request, servable.input_name, servable.input_shape)
         prediction = await engine.infer(servable, None, x)
         body, header_length = encode_v2_response(

@@ -28,6 +28,7 @@ def build_backend(servable: ServableVersion, artifact: ServableArtifact, setting
             input_shape=servable.input_shape,
             output_name="probabilities" if servable.task == "classification" else "prediction",
             device=settings.device,
+            half=settings.torch_half,
         )
     return OnnxRuntimeBackend(
         artifact.path,

@@ -40,7 +40,7 @@ class TorchBackend:
         self._factory = module_factory
         self._module: Any = None
         self._device: Any = None
-        self._dtype: Any = None
+        self._autocast = False
         self._outputs: list[TensorSpec] = []
         self._footprint = 0
 
@@ -62,9 +62,12 @@ class TorchBackend:
         factory = self._factory or _training_factory()
         module = factory(self._architecture, self._weights_path.read_bytes())
         self._device = torch.device(_resolve_device(self._device_name, torch))
-        # Half precision only pays off (and is only exact enough to be worth it) on a GPU.
-        self._dtype = torch.float16 if self._half and self._device.type == "cuda" else torch.float32
-        self._module = module.to(device=self._device, dtype=self._dtype).eval()
+        # Half precision only pays off (and is only exact enough to be worth it) on a GPU. It is float16
+        # autocast, as in mixed-precision training: matrix products and convolutions run in float16 while the
+        # weights, the baked-in standardisation and the inputs stay float32, so a raw feature beyond float16's
+        # range (65504) is standardised before anything is rounded to it.
+        self._autocast = self._half and self._device.type == "cuda"
+        self._module = module.to(device=self._device, dtype=torch.float32).eval()
         self._footprint = sum(t.numel() * t.element_size() for t in _tensors(self._module))
         probe = self._run(np.zeros([1, *self._input.shape[1:]], dtype=np.float32))
         self._outputs = [TensorSpec(name, "FP32", [-1, *value.shape[1:]]) for name, value in probe.items()]
@@ -85,8 +88,8 @@ class TorchBackend:
 
         if not batch.flags.writeable:
             batch = batch.copy()  # torch.from_numpy warns on read-only buffers (V2 binary inputs are)
-        with torch.inference_mode():
-            tensor = torch.from_numpy(batch).to(device=self._device, dtype=self._dtype, non_blocking=True)
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self._autocast):
+            tensor = torch.from_numpy(batch).to(device=self._device, non_blocking=True)
             result = self._module(tensor)
         return self._name_outputs(result)
 
