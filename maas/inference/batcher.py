@@ -126,6 +126,11 @@ class DynamicBatcher:
     def accepting(self) -> bool:
         return self._task is not None and not self._closing
 
+    def configure(self, *, max_batch_size: int, max_delay_ms: float) -> None:
+        """New batching settings, taken by the next batch (the consumer reads them afresh for each)."""
+        self._max_batch_size = max_batch_size
+        self._max_delay = max_delay_ms / 1000.0
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._consume(), name="maas-batcher")

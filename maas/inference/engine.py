@@ -275,7 +275,31 @@ class InferenceEngine:
             return
         del self._resolving[key]
         if not failed:
-            self._resolved[key] = (done.result(), time.monotonic() + self._resolve_ttl_s)
+            servable = done.result()
+            self._resolved[key] = (servable, time.monotonic() + self._resolve_ttl_s)
+            self._configure_loaded(servable)
+
+    def _batching(self, servable: ServableVersion) -> dict[str, Any]:
+        """The model's own batching settings where it has them, else the server's."""
+        delay = servable.max_delay_ms
+        return {"max_batch_size": servable.max_batch_size or self._settings.max_batch_size,
+                "max_delay_ms": self._settings.max_delay_ms if delay is None else delay}
+
+    def _configure_loaded(self, servable: ServableVersion) -> None:
+        """Hand a fresh resolution's batching settings to the loaded variants of that version.
+
+        Resolutions are fresh at least every ``resolve_ttl_s`` and at once after ``invalidate``, which the
+        registry triggers when a model's settings change: no per-request check is needed.
+        """
+        batching = self._batching(servable)
+        for key in self._cache.loaded_keys():
+            if key.tenant == servable.tenant and key.model == servable.model and key.version == servable.version:
+                lease = self._cache.acquire_loaded(key)
+                if lease is not None:
+                    try:
+                        lease.value.configure(**batching)
+                    finally:
+                        lease.release()
 
     def _key(self, servable: ServableVersion, variant: str | None) -> tuple[ModelKey, ServableArtifact]:
         artifact = servable.artifact(variant)
@@ -293,8 +317,7 @@ class InferenceEngine:
             runner = ModelRunner(
                 self._backend_factory(servable, artifact, self._settings),
                 input_shape=servable.input_shape,
-                max_batch_size=self._settings.max_batch_size,
-                max_delay_ms=self._settings.max_delay_ms,
+                **self._batching(servable),
                 max_queue=self._settings.max_queue,
                 drain_timeout_s=self._drain_timeout_s,
                 inline_below_s=self._settings.inline_batch_us / 1e6,

@@ -38,6 +38,8 @@ class ModelRunner:
         self._annotate = annotate  # once per batch, after the model: see postprocess.annotate
         self._input_shape = [d if d > 0 else 1 for d in input_shape]  # dynamic dims warm up with 1
         self._max_batch_size = max_batch_size
+        self._max_delay_ms = max_delay_ms
+        self._fixed_batch: int | None = None  # a model exported with a fixed batch dimension takes no more
         self._batcher_options = {"max_delay_ms": max_delay_ms, "max_queue": max_queue, "observer": observer,
                                  "inline_below_s": inline_below_s}
         self._drain_timeout_s = drain_timeout_s
@@ -77,6 +79,19 @@ class ModelRunner:
             raise RuntimeError("The model runner is not open.")
         return self._batcher.submit(x, deadline)
 
+    @property
+    def batching(self) -> tuple[int, float]:
+        """(max_batch_size, max_delay_ms) in force."""
+        return self._max_batch_size, self._max_delay_ms
+
+    def configure(self, *, max_batch_size: int, max_delay_ms: float) -> None:
+        """Change the batching settings of the loaded model (a model's own settings were edited)."""
+        if self._fixed_batch is not None:
+            max_batch_size = min(max_batch_size, self._fixed_batch)
+        self._max_batch_size, self._max_delay_ms = max_batch_size, max_delay_ms
+        if self._batcher is not None:
+            self._batcher.configure(max_batch_size=max_batch_size, max_delay_ms=max_delay_ms)
+
     async def close(self) -> None:
         """Drain queued requests, then unload on the worker thread (after any batch still running there)."""
         if self._batcher is not None:
@@ -92,7 +107,7 @@ class ModelRunner:
         meter = FootprintMeter()
         try:
             self.backend.load()
-            fixed = fixed_batch_size(self.backend.input_spec)
+            fixed = self._fixed_batch = fixed_batch_size(self.backend.input_spec)
             if fixed is not None:  # a model exported with a fixed batch cannot take more rows
                 self._max_batch_size = min(self._max_batch_size, fixed)
             # Warm with one row, then a full batch: first-run allocations (ORT arenas, kernels) happen now,

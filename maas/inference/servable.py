@@ -48,6 +48,8 @@ class ServableVersion:
     architecture: dict[str, Any] | None
     default_variant: str  # the fastest accepted kind
     input_name: str = "input"  # the model's one input, as V2 requests name it
+    max_batch_size: int | None = None  # the model's own batching settings; None = the server's
+    max_delay_ms: float | None = None
 
     def artifact(self, variant: str | None) -> ServableArtifact:
         kind = variant or self.default_variant

@@ -58,6 +58,7 @@ class ModelVersion:
     created_at: datetime
     artifacts: tuple[Artifact, ...] = ()
     aliases: tuple[str, ...] = ()
+    serving: dict[str, Any] = field(default_factory=dict)  # the model's serving settings (see Model.serving)
 
     def artifact(self, kind: str) -> Artifact | None:
         return next((a for a in self.artifacts if a.kind == kind), None)
@@ -73,6 +74,7 @@ class Model:
     created_at: datetime
     latest_version: int | None = None
     aliases: dict[str, int] = field(default_factory=dict)
+    serving: dict[str, Any] = field(default_factory=dict)  # overrides of the server's batching settings
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,8 @@ class ModelRow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     # Numbers are never reused, even after the latest version is deleted: caches and lineage key on them.
     next_version: Mapped[int] = mapped_column(Integer, default=1)
+    # Serving settings that override the server's for this model (max_batch_size, max_delay_ms).
+    serving: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     versions: Mapped[list[ModelVersionRow]] = relationship(
         back_populates="model", cascade="all, delete-orphan", passive_deletes=True)

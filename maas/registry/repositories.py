@@ -77,12 +77,14 @@ def version_entity(row: ModelVersionRow, model: ModelRow, aliases: list[str]) ->
         input_schema=row.input_schema or {}, output_schema=row.output_schema or {}, metrics=row.metrics or {},
         tags=row.tags or {}, lineage=row.lineage or {}, created_at=aware(row.created_at),  # type: ignore[arg-type]
         artifacts=tuple(artifact_entity(a) for a in row.artifacts), aliases=tuple(sorted(aliases)),
+        serving=dict(model.serving or {}),
     )
 
 
 def model_entity(row: ModelRow, latest: int | None, aliases: dict[str, int]) -> Model:
     return Model(id=row.id, tenant=row.tenant, name=row.name, task=row.task, description=row.description,
-                 created_at=aware(row.created_at), latest_version=latest, aliases=aliases)  # type: ignore[arg-type]
+                 created_at=aware(row.created_at), latest_version=latest, aliases=aliases,  # type: ignore[arg-type]
+                 serving=dict(row.serving or {}))
 
 
 def find_model(session: Session, tenant: str, name: str, *, for_update: bool = False) -> ModelRow | None:

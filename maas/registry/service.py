@@ -48,6 +48,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 MAX_VERSION_RETRIES = 64
 AliasHook = Callable[[str, str], None]
+SERVING_KEYS = ("max_batch_size", "max_delay_ms")  # per-model overrides of MAAS_MAX_BATCH_SIZE / _DELAY_MS
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,8 @@ class RegistryService:
         self._alias_hooks: list[AliasHook] = []
 
     def on_alias_change(self, hook: AliasHook) -> None:
-        """Called with (tenant, model name) after an alias moves or a version goes (cache invalidation)."""
+        """Called with (tenant, model name) after an alias moves, a version goes or the serving settings change
+        (cache invalidation)."""
         self._alias_hooks.append(hook)
 
     # --- datasets ------------------------------------------------------------------------------------
@@ -247,6 +249,21 @@ class RegistryService:
         with self.db.session() as s:
             row = self._model_row(s, tenant, name)
             return repo.model_entity(row, repo.latest_version_number(s, row.id), repo.alias_map(s, row.id))
+
+    def configure_serving(self, tenant: str, name: str, serving: dict[str, Any]) -> Model:
+        """Replace the model's serving settings (already validated: ``SERVING_KEYS``, None = server default).
+
+        Loaded versions pick them up with their next resolution (at once on this replica, within the
+        engine's resolution TTL on the others).
+        """
+        unknown = set(serving) - set(SERVING_KEYS)
+        if unknown:
+            raise InvalidInput(f"Unknown serving settings {sorted(unknown)}; use {list(SERVING_KEYS)}.")
+        with self.db.session() as s:
+            row = self._model_row(s, tenant, name)
+            row.serving = {key: value for key, value in serving.items() if value is not None}
+        self._notify(tenant, name)
+        return self.get_model(tenant, name)
 
     def list_versions(self, tenant: str, name: str, offset: int = 0, limit: int = 50) -> Page:
         offset, limit = clamp_page(offset, limit)

@@ -51,6 +51,8 @@ def servable_version(version: ModelVersion, store: ArtifactStore) -> ServableVer
         architecture=version.architecture,
         default_variant=default_variant(version.artifacts),
         input_name=str(inputs[0].get("name") or "input"),
+        max_batch_size=version.serving.get("max_batch_size"),
+        max_delay_ms=version.serving.get("max_delay_ms"),
     )
 
 

@@ -93,3 +93,45 @@ def test_oversized_body_is_413(make_client) -> None:
     assert response.status_code == 413 and response.json()["code"] == "payload_too_large"
     upload = import_model(small, "m", b"\0" * 5000)
     assert upload.status_code == 413
+
+
+def test_a_models_own_batching_settings_are_stored_shown_and_served_with(client: TestClient) -> None:
+    assert import_model(client, "affine", affine_onnx()).status_code == 201
+    assert client.get("/models/affine").json()["serving"] == {}
+    assert client.post("/predict", json={"model": "affine", "inputs": [[4, 4, 4, 4]]}).status_code == 200  # loaded
+    response = client.put("/models/affine/serving", json={"max_batch_size": 256, "max_delay_ms": 2})
+    assert response.status_code == 200, response.text
+    assert response.json()["serving"] == {"max_batch_size": 256, "max_delay_ms": 2.0}
+    assert client.get("/models").json()["items"][0]["serving"] == {"max_batch_size": 256, "max_delay_ms": 2.0}
+    predicted = client.post("/predict", json={"model": "affine", "inputs": [[4, 4, 4, 4]]})
+    assert predicted.status_code == 200 and predicted.json()["version"] == 1
+    (loaded,) = client.app.state.services.engine.loaded()  # type: ignore[attr-defined]
+    lease = client.app.state.services.engine._cache.acquire_loaded(loaded.key)  # type: ignore[attr-defined]
+    assert lease.value.batching == (256, 2.0)  # the loaded model took them without a reload
+    lease.release()
+    assert client.put("/models/affine/serving", json={}).json()["serving"] == {}  # back to the server's
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"max_batch_size": 0}, 422, "invalid_input"),
+        ({"max_batch_size": 100_000}, 422, "invalid_input"),
+        ({"max_delay_ms": -1}, 422, "invalid_input"),
+        ({"batch": 8}, 422, "invalid_input"),
+        ([1], 422, "invalid_input"),
+    ],
+)
+def test_bad_serving_settings_are_refused_and_change_nothing(client: TestClient, body: object, status: int,
+                                                             code: str) -> None:
+    assert import_model(client, "affine", affine_onnx()).status_code == 201
+    client.put("/models/affine/serving", json={"max_batch_size": 16})
+    response = client.put("/models/affine/serving", json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["code"] == code
+    assert client.get("/models/affine").json()["serving"] == {"max_batch_size": 16}
+
+
+def test_serving_settings_of_a_missing_model_are_a_404(client: TestClient) -> None:
+    response = client.put("/models/nope/serving", json={"max_batch_size": 8})
+    assert response.status_code == 404 and response.json()["code"] == "model_not_found"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -299,3 +300,20 @@ async def test_the_v2_data_plane_answers_tritonclient(engine: InferenceEngine, b
     result = triton.InferResult.from_response_body(reply, header_length=reply_header_length)
     assert [label.decode() for label in result.as_numpy("label")] == ["setosa", "virginica"]
     assert result.as_numpy("probabilities").shape == (2, 3)
+
+
+async def test_a_models_own_batching_settings_reach_its_loaded_runner(
+    engine: InferenceEngine, resolver: FakeResolver, observer: Observer, affine_artifact: ServableArtifact
+) -> None:
+    # The engine's default is 8 rows a batch (see the fixture); the model asks for 2, then for 3.
+    x = np.full([1, 4], 4.0, dtype=np.float32)
+    await engine.predict("acme", "affine", None, None, x)  # loaded with the server's settings
+    for size in (2, 3):
+        servable = dataclasses.replace(make_servable({"onnx": affine_artifact}), max_batch_size=size)
+        resolver.add(servable, None, "production")
+        engine.invalidate("acme", "affine")  # what the registry's hook does when the settings change
+        observer.batches.clear()
+        results = await asyncio.gather(*(engine.predict("acme", "affine", None, None, x) for _ in range(12)))
+        assert all(r.outputs["output"][0, 0] == 9.0 for r in results)
+        assert max(rows for rows, _ in observer.batches) == size  # the same loaded runner, batching anew
+    assert len(observer.loads) == 1

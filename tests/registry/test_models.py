@@ -139,3 +139,23 @@ def test_pagination(registry: RegistryService) -> None:
     page = registry.list_models("t1", offset=0, limit=2)
     assert [m.name for m in page.items] == ["m0", "m1"] and page.total == 5 and page.next_offset == 2
     assert registry.list_models("t1", offset=4, limit=2).next_offset is None
+
+
+def test_serving_settings_are_kept_per_model_and_reach_its_versions(registry: RegistryService) -> None:
+    from maas.registry.serving import RegistryResolver
+
+    fired: list[tuple[str, str]] = []
+    registry.on_alias_change(lambda tenant, name: fired.append((tenant, name)))
+    registry.import_onnx("t1", "m", affine_onnx(), {})
+    registry.import_onnx("t2", "m", affine_onnx(), {})
+    model = registry.configure_serving("t1", "m", {"max_batch_size": 512, "max_delay_ms": None})
+    assert model.serving == {"max_batch_size": 512}  # None = the server's setting, not stored
+    assert fired == [("t1", "m")]  # the engine's cue to hand the settings to loaded versions
+    servable = RegistryResolver(registry).resolve("t1", "m", None)
+    assert (servable.max_batch_size, servable.max_delay_ms) == (512, None)
+    assert registry.get_model("t2", "m").serving == {}  # the other tenant's model of that name is untouched
+    with pytest.raises(InvalidInput, match="Unknown serving settings"):
+        registry.configure_serving("t1", "m", {"threads": 4})
+    with pytest.raises(ModelNotFound):
+        registry.configure_serving("t3", "m", {"max_batch_size": 8})
+    assert registry.get_model("t1", "m").serving == {"max_batch_size": 512}

@@ -11,7 +11,15 @@ from maas.api.body import media_type, read_model, validate
 from maas.api.deps import ManageDep, ReadDep, RegistryDep, ServicesDep
 from maas.api.forms import read_form, required_file, text_field
 from maas.api.responses import JSONResponse
-from maas.api.schemas.models import AliasUpdate, ImportMetadata, model_list, model_public, version_list, version_public
+from maas.api.schemas.models import (
+    AliasUpdate,
+    ImportMetadata,
+    ServingUpdate,
+    model_list,
+    model_public,
+    version_list,
+    version_public,
+)
 from maas.errors import InvalidInput, MalformedJson, UnsupportedMediaType
 
 router = APIRouter(tags=["models"])
@@ -52,6 +60,14 @@ def list_models(principal: ReadDep, registry: RegistryDep, offset: int = 0, limi
 @router.get("/models/{name}")
 def get_model(name: str, principal: ReadDep, registry: RegistryDep) -> dict[str, Any]:
     return model_public(registry.get_model(principal.tenant, name))
+
+
+@router.put("/models/{name}/serving")
+async def put_serving(name: str, request: Request, principal: ManageDep, registry: RegistryDep) -> dict[str, Any]:
+    """The model's own dynamic-batching settings (e.g. a larger ``max_batch_size`` for a GPU model)."""
+    body = await read_model(request, ServingUpdate)
+    model = await run_in_threadpool(registry.configure_serving, principal.tenant, name, body.model_dump())
+    return model_public(model)
 
 
 @router.get("/models/{name}/versions")

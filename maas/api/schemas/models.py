@@ -12,6 +12,13 @@ class AliasUpdate(Strict):
     version: int = Field(ge=1)
 
 
+class ServingUpdate(Strict):
+    """``PUT /models/{name}/serving``: the model's own batching settings; an omitted or null one is the server's."""
+
+    max_batch_size: int | None = Field(default=None, ge=1, le=4096)
+    max_delay_ms: float | None = Field(default=None, ge=0, le=1000)
+
+
 class ImportMetadata(Strict):
     """The optional ``metadata`` form field of ``POST /models``."""
 
@@ -38,7 +45,7 @@ def version_public(v: ModelVersion) -> dict[str, Any]:
 
 def model_public(m: Model) -> dict[str, Any]:
     return {"name": m.name, "task": m.task, "description": m.description, "latest_version": m.latest_version,
-            "aliases": m.aliases, "created_at": iso(m.created_at)}
+            "aliases": m.aliases, "serving": m.serving, "created_at": iso(m.created_at)}
 
 
 def model_list(page: Page) -> dict[str, Any]:
