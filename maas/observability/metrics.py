@@ -58,8 +58,8 @@ class Metrics:
                                                buckets=LATENCY_BUCKETS, registry=r)
         self.inference_errors = LoopCounter("maas_inference_errors_total", "Prediction errors by code.",
                                             ["model", "code"], registry=r)
-        self.batch_size = Histogram("maas_batch_size", "Rows per executed batch.", ["model", "version"],
-                                    buckets=BATCH_BUCKETS, registry=r)
+        self.batch_size = LoopHistogram("maas_batch_size", "Rows per executed batch.", ["model", "version"],
+                                        buckets=BATCH_BUCKETS, registry=r)  # observed by the batcher, on the loop
         self.queue_depth = Gauge("maas_queue_depth", "Requests waiting per loaded model.",
                                  ["model", "version"], registry=r)
         self.model_load_seconds = Histogram("maas_model_load_seconds", "Time to load and warm a model.",

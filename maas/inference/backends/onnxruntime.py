@@ -37,6 +37,8 @@ class OnnxRuntimeBackend:
         self._input: TensorSpec | None = None
         self._input_dtype: Any = np.float32
         self._outputs: list[TensorSpec] = []
+        self._input_name = ""
+        self._output_names: list[str] = []
         self._footprint = 0
 
     @property
@@ -65,16 +67,18 @@ class OnnxRuntimeBackend:
         )
         first = self._session.get_inputs()[0]
         self._input = _spec(first)
+        self._input_name = self._input.name
         self._input_dtype = _NUMPY_TYPES.get(self._input.datatype, np.float32)
         self._outputs = [_spec(o) for o in self._session.get_outputs()]
+        self._output_names = [spec.name for spec in self._outputs]  # named: ORT's run(None) lists them per call
         # ORT copies every initializer into its own buffers, so the file size is what the weights cost at least.
         self._footprint = self._path.stat().st_size
 
     def predict(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if batch.dtype != self._input_dtype:
             batch = batch.astype(self._input_dtype)  # imported models may take FP64 or FP16
-        results = self._session.run(None, {self.input_spec.name: batch})
-        return {spec.name: value for spec, value in zip(self._outputs, results, strict=True)}
+        results = self._session.run(self._output_names, {self._input_name: batch})
+        return dict(zip(self._output_names, results, strict=True))
 
     def unload(self) -> None:
         self._session = None
