@@ -212,7 +212,7 @@ async def closed_loop(call: Callable[[], Coroutine[Any, Any, Any]], concurrency:
 
 
 def measure_engine(architecture: dict[str, Any], weights_path: Path, classes: list[Any], device: str, half: bool,
-                   seconds: float) -> dict[tuple[int, int], Load]:
+                   seconds: float, max_batch_size: int | None = None) -> dict[tuple[int, int], Load]:
     from maas.config import Settings
     from maas.inference.engine import InferenceEngine
     from maas.inference.servable import ServableArtifact, ServableVersion
@@ -221,7 +221,8 @@ def measure_engine(architecture: dict[str, Any], weights_path: Path, classes: li
     artifact = ServableArtifact("torch", weights_path, hashlib.sha256(data).hexdigest(), len(data))
     servable = ServableVersion(tenant=TENANT, model=MODEL, version=1, task="classification", classes=classes,
                                feature_names=None, input_shape=[FEATURES], artifacts={"torch": artifact},
-                               architecture=architecture, default_variant="torch")
+                               architecture=architecture, default_variant="torch",
+                               max_batch_size=max_batch_size)  # the model's own setting, as PUT .../serving sets
     settings = Settings(device=device, torch_half=half)  # the server's defaults for batching and the queue
 
     async def main() -> dict[tuple[int, int], Load]:
@@ -371,11 +372,15 @@ def maas_server(folder: Path, device: str, half: bool) -> Any:
 
 
 def measure_http(folder: Path, architecture: dict[str, Any], weights: bytes, classes: list[Any], device: str,
-                 half: bool, seconds: float, clients: int) -> dict[tuple[int, int], Load]:
+                 half: bool, seconds: float, clients: int, max_batch_size: int | None = None
+                 ) -> dict[tuple[int, int], Load]:
     loads: dict[tuple[int, int], Load] = {}
     try:
         with maas_server(folder, device, half) as url:
             version = register_torch_version(folder / "data", architecture, weights, classes)
+            if max_batch_size is not None:  # the model's own batching setting, through the API
+                httpx.put(f"{url}/models/{MODEL}/serving", json={"max_batch_size": max_batch_size},
+                          timeout=30).raise_for_status()
             path, body, headers = request_of(1)
             warm = httpx.post(url + path, content=body, headers=headers, timeout=120)  # loads the model
             warm.raise_for_status()
@@ -455,6 +460,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="training epochs of the CNN")
     parser.add_argument("--half", action="store_true", help="serve in float16 on a GPU (MAAS_TORCH_HALF)")
     parser.add_argument("--http", action="store_true", help="also drive a real maas serve over HTTP")
+    parser.add_argument("--max-batch-size", type=int, default=None,
+                        help="the model's own max_batch_size (PUT /models/{name}/serving); default: the server's")
     parser.add_argument("--clients", type=int, default=max(1, min(8, (os.cpu_count() or 1) // 2)),
                         help="HTTP client processes (default: half the cores, at most 8)")
     args = parser.parse_args()
@@ -462,13 +469,15 @@ def main() -> None:
     print(device_line(args.device, half), flush=True)
     folder = Path(tempfile.mkdtemp(prefix="maas-bench-gpu-"))
     try:
-        results = run(folder, args.device, half, args.seconds, args.epochs, args.http, args.clients)
+        results = run(folder, args.device, half, args.seconds, args.epochs, args.http, args.clients,
+                      args.max_batch_size)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print_report(results)
 
 
-def run(folder: Path, device: str, half: bool, seconds: float, epochs: int, http: bool, clients: int) -> Results:
+def run(folder: Path, device: str, half: bool, seconds: float, epochs: int, http: bool, clients: int,
+        max_batch_size: int | None = None) -> Results:
     architecture, weights, classes = train_cnn(device, epochs)
     weights_path = folder / "digits-cnn.safetensors"
     weights_path.write_bytes(weights)
@@ -479,13 +488,14 @@ def run(folder: Path, device: str, half: bool, seconds: float, epochs: int, http
     from maas.config import Settings
 
     defaults = Settings()
-    print(f"(c) maas engine in-process: max_batch_size {defaults.max_batch_size}, max_delay_ms "
+    print(f"(c) maas engine in-process: max_batch_size {max_batch_size or defaults.max_batch_size}, max_delay_ms "
           f"{defaults.max_delay_ms:g}, inline_batch_us {defaults.inline_batch_us:g}", flush=True)
-    engine = measure_engine(architecture, weights_path, classes, device, half, seconds)
+    engine = measure_engine(architecture, weights_path, classes, device, half, seconds, max_batch_size)
     results = Results(bare, forward, backend, engine, {})
     if http:
         print("(d) maas serve over HTTP", flush=True)
-        results.http = measure_http(folder, architecture, weights, classes, device, half, seconds, clients)
+        results.http = measure_http(folder, architecture, weights, classes, device, half, seconds, clients,
+                                    max_batch_size)
     return results
 
 

@@ -14,8 +14,10 @@
 Every server runs under the same uvicorn with the same event loop and HTTP parser: uvloop and httptools when
 they are installed (uvicorn's "auto", maas's default), else asyncio and h11; ``--loop asyncio --http h11``
 measures all three on the pure-Python stack. The first line printed says which. Prints a table
-and the ratios the serving issue asks for. Every load runs ``--repeats`` times (default 3), interleaved across
-the three servers, and the medians are reported. Run: ``.venv/bin/python scripts/bench_serve.py`` (~5 min).
+and the ratios the serving issue asks for. ``--baseline DIR`` (a ``git worktree`` of an earlier commit) runs
+maas's loads on that checkout too, interleaved, and prints the speed-up of this one over it. Every load runs
+``--repeats`` times (default 3), interleaved across the servers, and the medians are reported; in-process
+ONNX Runtime is measured in every round too. Run: ``.venv/bin/python scripts/bench_serve.py`` (~5 min).
 """
 
 from __future__ import annotations
@@ -161,12 +163,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(command: list[str], env: dict[str, str], ready_path: str, log: Path) -> Iterator[str]:
+def server(command: list[str], env: dict[str, str], ready_path: str, log: Path, cwd: Path = ROOT) -> Iterator[str]:
     port = free_port()
     command = [part.replace("{port}", str(port)) for part in command]
     with log.open("wb") as out:
         process = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-                                   cwd=ROOT)
+                                   cwd=cwd)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url + ready_path, process, log)
@@ -314,17 +316,22 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="training epochs of each model")
     parser.add_argument("--loop", default="auto", help="every server's event loop: auto (uvloop), asyncio, uvloop")
     parser.add_argument("--http", default="auto", help="every server's HTTP parser: auto (httptools), h11, httptools")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="also serve from this checkout of an earlier commit (git worktree add DIR REV) "
+                             "and print this checkout's speed-up over it")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
     folder = Path(tempfile.mkdtemp(prefix="maas-bench-"))
     try:
-        run(folder, args.seconds, args.epochs, ["--loop", args.loop, "--http", args.http], args.repeats)
+        run(folder, args.seconds, args.epochs, ["--loop", args.loop, "--http", args.http], args.repeats,
+            args.baseline)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run(folder: Path, seconds: int, epochs: int, stack: list[str], repeats: int) -> None:
+def run(folder: Path, seconds: int, epochs: int, stack: list[str], repeats: int, baseline: Path | None = None
+        ) -> None:
     print(f"uvicorn stack: {uvicorn_stack(stack[1], stack[3])}; building models in {folder} "
           f"({os.cpu_count()} cores)", flush=True)
     files = build_models(folder, epochs)
@@ -336,6 +343,8 @@ def run(folder: Path, seconds: int, epochs: int, stack: list[str], repeats: int)
     plan += [("maas", "digits-cnn", BULK_CONCURRENCY, BULK_ROWS, protocol) for protocol in ("json", V2_BINARY)]
     plan += [(label, "digits-mlp", concurrency, 1, "json") for label in ("naive", "floor")
              for concurrency in CONCURRENCY]
+    if baseline is not None:  # the same loads on an earlier checkout of maas, to measure a change
+        plan += [("before", model, c, rows, protocol) for label, model, c, rows, protocol in plan if label == "maas"]
     runs: dict[tuple[str, str, int], list[Load]] = {}
     with ExitStack() as servers:  # all three up at once (idle ones cost nothing), so their runs can interleave
         urls = {"maas": servers.enter_context(server(maas_command(stack), maas_env, "/healthz", folder / "maas.log"))}
@@ -343,6 +352,12 @@ def run(folder: Path, seconds: int, epochs: int, stack: list[str], repeats: int)
             urls[label] = servers.enter_context(server(uvicorn_command(folder, f"{label}_app", stack), baseline_env,
                                                        "/docs", folder / f"{label}.log"))
         import_models(urls["maas"], files)
+        if baseline is not None:
+            env = {**maas_env, "MAAS_DATA_DIR": str(folder / "data-before"), "PYTHONPATH": str(baseline)}
+            urls["before"] = servers.enter_context(server(maas_command(stack), env, "/healthz",
+                                                          folder / "before.log", cwd=baseline))
+            import_models(urls["before"], files)
+        rates: dict[tuple[str, int], list[float]] = {}
         for repeat in range(1, repeats + 1):
             # Interleaved: a slow spell of this shared machine hurts every server alike, not one of them.
             for label, model, concurrency, rows, protocol in plan:
@@ -351,14 +366,24 @@ def run(folder: Path, seconds: int, epochs: int, stack: list[str], repeats: int)
                 load = drive(urls[label], model, concurrency, seconds, folder, rows, protocol)
                 runs.setdefault(key, []).append(load)
                 print(f"  [{repeat}/{repeats}] {label} {key[1]} c={concurrency}: {load}", flush=True)
+            # The compute limit drifts with the machine like the rest: measured in every round too.
+            for model, path in files.items():
+                for batch in (1, 64):
+                    rates.setdefault((model, batch), []).append(ort_samples_per_second(path, batch))
     if any(load.errors for (label, _, _), loads in runs.items() if label == "maas" for load in loads):
         print("maas had failed requests; the end of its log:\n" + (folder / "maas.log").read_text()[-3000:])
     results = {key: median_load(loads) for key, loads in runs.items()}
-    ort_rates = {(model, batch): ort_samples_per_second(path, batch) for model, path in files.items()
-                 for batch in (1, 64)}
+    ort_rates = {key: statistics.median(values) for key, values in rates.items()}
     print(f"\nmedians of {repeats} interleaved run(s) of {seconds} s each")
     print_table(results, ort_rates)
     print_ratios(results, ort_rates)
+    if baseline is not None:
+        print(f"\nthis checkout / the one at {baseline} (same loads, interleaved)")
+        for (label, name, concurrency), load in results.items():
+            if label == "maas":
+                before = results[("before", name, concurrency)]
+                print(f"  {name:<25} c={concurrency:<3} {load.rps / before.rps:>6.2f}x req/s   "
+                      f"p99 {before.p99_ms:.2f} -> {load.p99_ms:.2f} ms")
 
 
 def median_load(loads: list[Load]) -> Load:

@@ -45,6 +45,9 @@ curl -sf "${AUTH[@]}" "$URL/models/iris/versions/1" | field '["metrics"]["accura
 say "promote it to production"
 curl -sf "${AUTH[@]}" -X PUT "$URL/models/iris/aliases/production" -d '{"version": 1}' | field '["aliases"]'
 
+say "the model's own batching settings (a GPU model wants larger batches)"
+curl -sf "${AUTH[@]}" -X PUT "$URL/models/iris/serving" -d '{"max_batch_size": 256}' | field '["serving"]'
+
 say "predict (rows of numbers, or dicts by feature name)"
 curl -sf "${AUTH[@]}" -X POST "$URL/predict" \
   -d '{"model": "iris", "inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}'; echo

@@ -89,10 +89,15 @@ class DynamicBatcher:
         inline_below_s: float = 0.0,
         compute_estimate_s: float = 0.01,
         max_in_flight: int = 2,
+        annotate: Callable[[Outputs], Outputs] | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1.")
         self._run_batch = run_batch
+        # Applied to a whole batch's outputs before they are split (postprocess.annotate: labels and scores once
+        # per batch). On the event loop, not the model's thread: that thread should hold the GIL as little as
+        # possible besides the model call (which releases it), or the loop waits for it while parsing requests.
+        self._annotate = annotate
         self._max_batch_size = max_batch_size
         self._max_delay = max_delay_ms / 1000.0
         self._max_queue = max_queue
@@ -302,7 +307,7 @@ class DynamicBatcher:
         error = result if isinstance(result, Exception) else None
         if not isinstance(result, Exception):
             try:
-                parts = collate.split(result, offsets)
+                parts = collate.split(result if self._annotate is None else self._annotate(result), offsets)
             except Exception as exc:  # outputs that do not fit the batch (an imported model's quirk)
                 error = exc
             else:

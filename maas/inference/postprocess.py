@@ -4,10 +4,10 @@ maas-trained models output ``probabilities`` (softmax applied) or ``prediction``
 name them otherwise, so the first output is used then, and scores that are not yet a distribution (logits)
 get a softmax. A single score column with two classes is read as P(second class).
 
-``annotate`` does the classifier's part once per batch, on the model's thread (``runner.ModelRunner`` calls it
-after each batch): the class scores and labels of every row are then sliced per request like the model's own
-outputs, and ``postprocess`` / ``with_labels`` only pick them up. Measured ~4 us per request saved against
-scoring each request's rows on the event loop.
+``annotate`` does the classifier's part once per batch (the batcher calls it before it splits a batch's
+outputs): the class scores and labels of every row are then sliced per request like the model's own outputs,
+and ``postprocess`` / ``with_labels`` only pick them up. Measured ~4 us per one-row request saved against
+scoring each request's rows apart.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ class ModelRunner:
         name: str = "model",
     ) -> None:
         self.backend = backend
-        self._annotate = annotate  # once per batch, after the model: see postprocess.annotate
+        self._annotate = annotate  # once per batch, on the event loop: see DynamicBatcher's ``annotate``
         self._input_shape = [d if d > 0 else 1 for d in input_shape]  # dynamic dims warm up with 1
         self._max_batch_size = max_batch_size
         self._max_delay_ms = max_delay_ms
@@ -64,10 +64,11 @@ class ModelRunner:
             raise
         self.load_seconds = time.perf_counter() - started
         self._batcher = DynamicBatcher(
-            self._run_batch,
+            self.backend.predict,
             max_batch_size=self._max_batch_size,
             executor=self._executor,
             compute_estimate_s=self._one_row_seconds,
+            annotate=self._annotate,
             **self._batcher_options,  # type: ignore[arg-type]
         )
         self._batcher.start()
@@ -98,10 +99,6 @@ class ModelRunner:
             await self._batcher.stop(self._drain_timeout_s)
         await asyncio.get_running_loop().run_in_executor(self._executor, self.backend.unload)
         self._executor.shutdown(wait=False)
-
-    def _run_batch(self, batch: np.ndarray) -> Outputs:
-        outputs = self.backend.predict(batch)
-        return outputs if self._annotate is None else self._annotate(outputs)
 
     def _load_and_warm(self) -> int:
         meter = FootprintMeter()

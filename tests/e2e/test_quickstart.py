@@ -25,5 +25,5 @@ def test_quickstart_script(server: Server) -> None:
 def test_readme_shows_the_script_commands() -> None:
     readme = (SCRIPT.parents[1] / "README.md").read_text()
     for snippet in ("make serve", "make test", '{"name": "iris", "builtin": "iris"}', "/train", "/predict",
-                    "/v2/models/iris/infer", "aliases/production"):
+                    "/v2/models/iris/infer", "aliases/production", "models/iris/serving"):
         assert snippet in readme, snippet
