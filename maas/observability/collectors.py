@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -60,6 +61,9 @@ class _Family(Collector):
     def describe(self) -> Iterator[Metric]:
         # Registration reads the names from here instead of collecting (which would be empty at that time).
         yield from self._families({})
+
+    def _families(self, children: dict[tuple[str, ...], Any]) -> Iterator[Metric]:
+        raise NotImplementedError
 
 
 class LoopCounter(_Family):
