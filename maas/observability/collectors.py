@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -47,7 +47,10 @@ class HistogramChild:
         self.sum += value
 
 
-class _Family(Collector):
+Child = TypeVar("Child", CounterChild, HistogramChild)
+
+
+class _Family(Collector, Generic[Child]):
     """A metric name with its label names, its children by label values, and its registration."""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
@@ -55,35 +58,42 @@ class _Family(Collector):
         self.name = name
         self.documentation = documentation
         self.labelnames = list(labelnames)
+        self._children: dict[tuple[str, ...], Child] = {}
         if registry is not None:
             registry.register(self)
+
+    def labels(self, *values: str) -> Child:
+        """The child of these label values (made on first use and kept: the hot path binds it once)."""
+        child = self._children.get(values)
+        if child is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}.")
+            child = self._children[values] = self._new_child()
+        return child
 
     def describe(self) -> Iterator[Metric]:
         # Registration reads the names from here instead of collecting (which would be empty at that time).
         yield from self._families({})
 
-    def _families(self, children: dict[tuple[str, ...], Any]) -> Iterator[Metric]:
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families(dict(self._children))
+
+    def _new_child(self) -> Child:
+        raise NotImplementedError
+
+    def _families(self, children: dict[tuple[str, ...], Child]) -> Iterator[Metric]:
         raise NotImplementedError
 
 
-class LoopCounter(_Family):
+class LoopCounter(_Family[CounterChild]):
     """Like ``prometheus_client.Counter`` with labels; ``labels(...)`` children are kept and reused."""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
                  registry: CollectorRegistry | None = None) -> None:
-        self._children: dict[tuple[str, ...], CounterChild] = {}
         super().__init__(name.removesuffix("_total"), documentation, labelnames, registry)
 
-    def labels(self, *values: str) -> CounterChild:
-        child = self._children.get(values)
-        if child is None:
-            if len(values) != len(self.labelnames):
-                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}.")
-            child = self._children[values] = CounterChild()
-        return child
-
-    def collect(self) -> Iterator[Metric]:
-        yield from self._families(dict(self._children))
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
     def _families(self, children: dict[tuple[str, ...], CounterChild]) -> Iterator[Metric]:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -92,25 +102,16 @@ class LoopCounter(_Family):
         yield family
 
 
-class LoopHistogram(_Family):
+class LoopHistogram(_Family[HistogramChild]):
     """Like ``prometheus_client.Histogram`` with labels and fixed buckets."""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float],
                  registry: CollectorRegistry | None = None) -> None:
         self._bounds = tuple(sorted(float(b) for b in buckets))
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
         super().__init__(name, documentation, labelnames, registry)
 
-    def labels(self, *values: str) -> HistogramChild:
-        child = self._children.get(values)
-        if child is None:
-            if len(values) != len(self.labelnames):
-                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}.")
-            child = self._children[values] = HistogramChild(self._bounds)
-        return child
-
-    def collect(self) -> Iterator[Metric]:
-        yield from self._families(dict(self._children))
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self._bounds)
 
     def _families(self, children: dict[tuple[str, ...], HistogramChild]) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -122,4 +123,3 @@ class LoopHistogram(_Family):
                 buckets.append((floatToGoString(bound), cumulative))
             family.add_metric(list(values), buckets, total)
         yield family
-

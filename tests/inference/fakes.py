@@ -51,3 +51,21 @@ class FakeResolver:
             return self.versions[(tenant, model, ref)]
         except KeyError:
             raise ModelNotFound(f"No model {model!r} (ref {ref!r}).") from None
+
+
+def doubling_torch_version(folder: Path) -> ServableVersion:
+    """maas's own serving module for ``y = 2x + 1`` (4 -> 9), stored as torch weights (imports torch)."""
+    import torch
+
+    from maas.training.serving import serving_module_from_document
+    from maas.training.weights import save_weights
+
+    document = {"format": "maas.architecture/v1", "architecture": {"type": "linear"}, "input_shape": [4],
+                "n_outputs": 4, "image_shape": None, "task": "regression", "preprocessing": {}}
+    module = serving_module_from_document(document)
+    with torch.no_grad():
+        linear: Any = module.network[1]  # type: ignore[index]
+        linear.weight.copy_(torch.eye(4) * 2)
+        linear.bias.fill_(1.0)
+    weights = write_artifact(folder / "weights", save_weights(module.state_dict()), kind="torch")
+    return make_servable({"torch": weights}, architecture=document)

@@ -20,7 +20,7 @@ from maas.inference.backends import Backend, TorchBackend, build_backend
 from maas.inference.backends.base import TensorSpec
 from maas.inference.engine import InferenceEngine
 from maas.inference.servable import ServableArtifact, ServableVersion
-from tests.inference.fakes import FakeResolver, make_servable, write_artifact
+from tests.inference.fakes import FakeResolver, doubling_torch_version
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -153,26 +153,10 @@ def test_a_trained_cnn_rebuilt_from_its_document_serves_on_cuda(tmp_path: Path, 
     np.testing.assert_allclose(on_cuda, on_cpu, atol=atol)
 
 
-def linear_version(tmp_path: Path) -> ServableVersion:
-    """maas's own serving module for ``y = 2x + 1`` (4 -> 9), stored as torch weights."""
-    from maas.training.serving import serving_module_from_document
-    from maas.training.weights import save_weights
-
-    document = {"format": "maas.architecture/v1", "architecture": {"type": "linear"}, "input_shape": [4],
-                "n_outputs": 4, "image_shape": None, "task": "regression", "preprocessing": {}}
-    module = serving_module_from_document(document)
-    with torch.no_grad():
-        linear: Any = module.network[1]  # type: ignore[index]
-        linear.weight.copy_(torch.eye(4) * 2)
-        linear.bias.fill_(1.0)
-    weights = write_artifact(tmp_path / "weights", save_weights(module.state_dict()), kind="torch")
-    return make_servable({"torch": weights}, architecture=document)
-
-
 @pytest.mark.parametrize("half", [False, True])
 def test_the_engine_serves_a_torch_variant_on_cuda_through_the_batcher(tmp_path: Path, half: bool) -> None:
     resolver = FakeResolver()
-    resolver.add(linear_version(tmp_path), None)
+    resolver.add(doubling_torch_version(tmp_path), None)
     built: list[Backend] = []
 
     def factory(servable: ServableVersion, artifact: ServableArtifact, settings: Settings) -> Backend:

@@ -29,7 +29,7 @@ from maas.inference.codecs import decode_rows, encode_v2_response, parse_v2_requ
 from maas.inference.engine import InferenceEngine, ModelKey
 from maas.inference.servable import ServableArtifact, ServableVersion
 from tests.factories import affine_onnx
-from tests.inference.fakes import FakeResolver, make_servable, write_artifact
+from tests.inference.fakes import FakeResolver, doubling_torch_version, make_servable, write_artifact
 
 pytestmark = pytest.mark.anyio
 IRIS_CLASSES = ["setosa", "versicolor", "virginica"]
@@ -244,21 +244,8 @@ async def test_stop_drains_requests_in_flight(engine: InferenceEngine) -> None:
 
 async def test_torch_weights_trained_by_maas_serve_through_the_engine(tmp_path: Path) -> None:
     pytest.importorskip("maas.training.weights")
-    import torch
-
-    from maas.training.serving import serving_module_from_document
-    from maas.training.weights import save_weights
-
-    document = {"format": "maas.architecture/v1", "architecture": {"type": "linear"}, "input_shape": [4],
-                "n_outputs": 4, "image_shape": None, "task": "regression", "preprocessing": {}}
-    module = serving_module_from_document(document)
-    with torch.no_grad():
-        linear: Any = module.network[1]  # type: ignore[index]
-        linear.weight.copy_(torch.eye(4) * 2)
-        linear.bias.fill_(1.0)
-    weights = write_artifact(tmp_path / "weights", save_weights(module.state_dict()), kind="torch")
     resolver = FakeResolver()
-    resolver.add(make_servable({"torch": weights}, architecture=document), None)
+    resolver.add(doubling_torch_version(tmp_path), None)
     engine = InferenceEngine(Settings(device="cpu"), resolver)
     await engine.start()
     result = await engine.predict("acme", "affine", None, "torch", np.full([3, 4], 4.0, np.float32))
