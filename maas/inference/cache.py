@@ -152,6 +152,7 @@ class ModelCache(Generic[K, V]):
         return held.value
 
     def peek(self, key: K) -> V | None:
+        """``key``'s loaded value, if any, without a lease, a hit counted or its recency touched."""
         entry = self._entries.get(key)
         return entry.value if entry else None
 

@@ -294,12 +294,9 @@ class InferenceEngine:
         batching = self._batching(servable)
         for key in self._cache.loaded_keys():
             if key.tenant == servable.tenant and key.model == servable.model and key.version == servable.version:
-                lease = self._cache.acquire_loaded(key)
-                if lease is not None:
-                    try:
-                        lease.value.configure(**batching)
-                    finally:
-                        lease.release()
+                runner = self._cache.peek(key)  # not a use: no hit counted, no LRU recency gained
+                if runner is not None:
+                    runner.configure(**batching)
 
     def _key(self, servable: ServableVersion, variant: str | None) -> tuple[ModelKey, ServableArtifact]:
         artifact = servable.artifact(variant)

@@ -147,3 +147,13 @@ async def test_close_unloads_everything_and_loaded_reports_each_model() -> None:
     await cache.close()
     assert loader.made["a"].closed and loader.made["b"].closed
     assert cache.stats().used_bytes == 0
+
+
+async def test_peek_reads_a_loaded_value_without_using_it() -> None:
+    cache: ModelCache[str, FakeModel] = ModelCache(100 * MB)
+    loader = Loader()
+    for key in ("a", "b"):
+        await cache.ensure(key, loader(key))
+    hits = cache.stats().hits
+    assert cache.peek("a") is loader.made["a"] and cache.peek("missing") is None
+    assert cache.stats().hits == hits and cache.loaded_keys() == ["a", "b"]  # "a" is still least recently used
