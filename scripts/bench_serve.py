@@ -10,6 +10,12 @@
 3. Measures in-process ONNX Runtime on the same files at batch 1 and 64 (all cores): the compute limit.
 4. A naive FastAPI server (pydantic body, one ORT call per request), driven the same way.
 5. A bare uvicorn ASGI app that parses the same body with orjson and answers a constant: the HTTP floor.
+6. The lean batching reference the serving issue cites ("a lean batching server reached 5.9x naive and 89% of
+   the floor here"): ~40 lines of raw ASGI that parse with orjson into numpy, queue, and let one consumer task
+   run everything queued (up to 64 rows) as one ORT call, answering labels and probabilities. It has none of
+   maas's duties (keys, tenants, validation, deadlines, back-pressure, hang-ups, metrics, request ids), so it
+   shows what this machine allows a batching server in the same run: how far maas is from it, and whether a
+   missed goal is the machine's or maas's.
 
 Every server runs under the same uvicorn with the same event loop and HTTP parser: uvloop and httptools when
 they are installed (uvicorn's "auto", maas's default), else asyncio and h11; ``--loop asyncio --http h11``
@@ -17,7 +23,7 @@ measures all three on the pure-Python stack. The first line printed says which. 
 and the ratios the serving issue asks for. ``--baseline DIR`` (a ``git worktree`` of an earlier commit) runs
 maas's loads on that checkout too, interleaved, and prints the speed-up of this one over it. Every load runs
 ``--repeats`` times (default 3), interleaved across the servers, and the medians are reported; in-process
-ONNX Runtime is measured in every round too. Run: ``.venv/bin/python scripts/bench_serve.py`` (~5 min).
+ONNX Runtime is measured in every round too. Run: ``.venv/bin/python scripts/bench_serve.py`` (~7 min).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ CONCURRENCY = (1, 16, 64)
 ROW = [round(float(v), 1) for v in np.random.default_rng(0).uniform(0, 16, 64)]
 BULK_ROWS = 64
 BULK_CONCURRENCY = 16
+REFERENCES = ("naive", "floor", "lean")  # the uvicorn apps below, served as <label>_app
 
 NAIVE_APP = '''
 import os
@@ -93,6 +100,60 @@ async def app(scope, receive, send):
     orjson.loads(body)
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
     await send({"type": "http.response.body", "body": ANSWER})
+'''
+
+LEAN_APP = '''
+import asyncio
+import os
+
+import numpy as np
+import onnxruntime as ort
+import orjson
+
+options = ort.SessionOptions()
+options.intra_op_num_threads = 1
+options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+session = ort.InferenceSession(os.environ["BENCH_MODEL"], options, providers=["CPUExecutionProvider"])
+waiting = []
+ready = None
+
+
+async def consume():
+    while True:
+        await ready.wait()
+        ready.clear()
+        while waiting:
+            batch = waiting[:64]
+            del waiting[:64]
+            (scores,) = session.run(None, {"input": np.concatenate([x for x, _ in batch])})
+            for i, (_, future) in enumerate(batch):
+                future.set_result(scores[i:i + 1])
+
+
+async def app(scope, receive, send):
+    global ready
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            ready = asyncio.Event()
+            asyncio.get_running_loop().create_task(consume())
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    document = orjson.loads(body)
+    future = asyncio.get_running_loop().create_future()
+    waiting.append((np.asarray(document["inputs"], dtype=np.float32), future))
+    ready.set()
+    scores = await future
+    answer = orjson.dumps({"model": document["model"], "predictions": scores.argmax(axis=1).tolist(),
+                           "probabilities": scores}, option=orjson.OPT_SERIALIZE_NUMPY)
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]})
+    await send({"type": "http.response.body", "body": answer})
 '''
 
 LUA = '''
@@ -307,6 +368,13 @@ def print_ratios(results: dict[tuple[str, str, int], Load], ort_rates: dict[tupl
     p99, p50 = mlp.p99_ms, results[("maas", "digits-mlp", 1)].p50_ms
     print(f"{'MLP c=64 maas p99':<32} {p99:>6.2f}ms  goal < 15 ms  {'met' if p99 < 15 else 'MISSED'}")
     print(f"{'MLP c=1 maas p50':<32} {p50:>6.3f}ms  goal < 0.3 ms {'met' if p50 < 0.3 else 'MISSED'}")
+    lean, floor = results[("lean", "digits-mlp", 64)], results[("floor", "digits-mlp", 64)]
+    print("\nthe lean batching reference (no duties), same run; the issue quotes 5.9x naive, 0.89 of the floor:")
+    print(f"{'MLP c=64 lean / floor':<32} {lean.rps / floor.rps:>7.2f}")
+    print(f"{'MLP c=64 lean / naive':<32} {lean.rps / results[('naive', 'digits-mlp', 64)].rps:>7.2f}")
+    print(f"{'MLP c=64 maas / lean':<32} {mlp.rps / lean.rps:>7.2f}")
+    print(f"{'MLP c=64 lean p99':<32} {lean.p99_ms:>6.2f}ms")
+    print(f"{'MLP c=1 lean p50':<32} {results[('lean', 'digits-mlp', 1)].p50_ms:>6.3f}ms")
 
 
 def main() -> None:
@@ -337,18 +405,18 @@ def run(folder: Path, seconds: int, epochs: int, stack: list[str], repeats: int,
     files = build_models(folder, epochs)
     (folder / "naive_app.py").write_text(NAIVE_APP)
     (folder / "floor_app.py").write_text(FLOOR_APP)
+    (folder / "lean_app.py").write_text(LEAN_APP)
     maas_env = {"MAAS_DATA_DIR": str(folder / "data"), "MAAS_WORKERS": "0", "MAAS_LOG_LEVEL": "warning"}
     baseline_env = {"BENCH_MODEL": str(files["digits-mlp"])}
     plan = [("maas", model, concurrency, 1, "json") for model in files for concurrency in CONCURRENCY]
     plan += [("maas", "digits-cnn", BULK_CONCURRENCY, BULK_ROWS, protocol) for protocol in ("json", V2_BINARY)]
-    plan += [(label, "digits-mlp", concurrency, 1, "json") for label in ("naive", "floor")
-             for concurrency in CONCURRENCY]
+    plan += [(label, "digits-mlp", concurrency, 1, "json") for label in REFERENCES for concurrency in CONCURRENCY]
     if baseline is not None:  # the same loads on an earlier checkout of maas, to measure a change
         plan += [("before", model, c, rows, protocol) for label, model, c, rows, protocol in plan if label == "maas"]
     runs: dict[tuple[str, str, int], list[Load]] = {}
     with ExitStack() as servers:  # all three up at once (idle ones cost nothing), so their runs can interleave
         urls = {"maas": servers.enter_context(server(maas_command(stack), maas_env, "/healthz", folder / "maas.log"))}
-        for label in ("naive", "floor"):
+        for label in REFERENCES:
             urls[label] = servers.enter_context(server(uvicorn_command(folder, f"{label}_app", stack), baseline_env,
                                                        "/docs", folder / f"{label}.log"))
         import_models(urls["maas"], files)
