@@ -143,6 +143,8 @@ def _from_json(data: Any, name: str, datatype: str, shape: list[int]) -> np.ndar
         array = np.asarray(data, dtype=dtype)
     except (ValueError, TypeError):
         raise InvalidInput(f"Input {name!r} has data that are not {datatype} values in a regular shape.") from None
+    except OverflowError:  # 300 as INT8, -1 as UINT8, 1e21 as INT64
+        raise InvalidInput(f"Input {name!r} has values out of the range of {datatype}.") from None
     return _reshaped(array.reshape(-1), name, shape)
 
 
