@@ -38,6 +38,13 @@ def classifier_onnx(n_in: int = 4, n_classes: int = 3) -> bytes:
     return _serialise(graph)
 
 
+def identity_onnx(inputs: list[Any]) -> bytes:
+    """Identity of each of ``inputs`` (value infos): graphs whose inputs maas cannot feed, for import tests."""
+    nodes = [helper.make_node("Identity", [v.name], [f"{v.name}_out"]) for v in inputs]
+    outputs = [helper.make_value_info(f"{v.name}_out", v.type) for v in inputs]
+    return _serialise(helper.make_graph(nodes, "identity", inputs, outputs))
+
+
 def _serialise(graph: Any) -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="maas-tests")
     model.ir_version = 8

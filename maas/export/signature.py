@@ -13,6 +13,8 @@ from maas.errors import InvalidModel
 
 _ELEM_TYPES = {1: "FP32", 2: "UINT8", 3: "INT8", 5: "INT16", 6: "INT32", 7: "INT64", 8: "BYTES", 9: "BOOL",
                10: "FP16", 11: "FP64", 12: "UINT32", 13: "UINT64", 16: "BF16"}
+# What the serving backends can cast decoded inputs to (see inference.backends.onnxruntime).
+SERVABLE_INPUT_TYPES = frozenset({"FP32", "FP64", "FP16", "INT64", "INT32", "INT16", "INT8", "UINT8", "BOOL"})
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,30 @@ def read_onnx_signature(data: bytes) -> OnnxSignature:
         raise InvalidModel("The ONNX model failed validation.", details=[str(exc).splitlines()[0][:300]]) from exc
     _check_loads(data)
     initializers = {i.name for i in model.graph.initializer}
-    inputs = [_tensor(v) for v in model.graph.input if v.name not in initializers]
-    if not inputs:
-        raise InvalidModel("The ONNX model has no inputs.")
+    graph_inputs = [v for v in model.graph.input if v.name not in initializers]
+    _check_servable_inputs(graph_inputs)
+    inputs = [_tensor(v) for v in graph_inputs]
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     return OnnxSignature(inputs=inputs, outputs=[_tensor(v) for v in model.graph.output], opset=opset)
+
+
+def _check_servable_inputs(inputs: list[Any]) -> None:
+    """maas feeds a model one numeric tensor (rows decoded from JSON or V2 tensors, cast to its type): refuse
+    at import what it could never feed, rather than accept a model whose first load fails."""
+    if not inputs:
+        raise InvalidModel("The ONNX model has no inputs.")
+    if len(inputs) > 1:
+        names = ", ".join(repr(v.name) for v in inputs)
+        raise InvalidModel(f"The ONNX model takes {len(inputs)} inputs ({names}); maas serves models that take one "
+                           "numeric tensor.")
+    (value,) = inputs
+    if not value.type.HasField("tensor_type"):
+        raise InvalidModel(f"The ONNX model's input {value.name!r} is not a tensor (a sequence, map or optional); "
+                           "maas serves models that take one numeric tensor.")
+    datatype = _ELEM_TYPES.get(value.type.tensor_type.elem_type, "UNKNOWN")
+    if datatype not in SERVABLE_INPUT_TYPES:
+        raise InvalidModel(f"The ONNX model's input {value.name!r} is {datatype}; maas serves models whose input "
+                           f"is one of {', '.join(sorted(SERVABLE_INPUT_TYPES))}.")
 
 
 def _refuse_external_data(model: Any) -> None:

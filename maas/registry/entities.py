@@ -9,6 +9,10 @@ from typing import Any
 from maas.errors import InvalidInput
 
 MAX_PAGE = 500
+# Numbers from clients beyond what the database's columns hold never reach SQL (SQLite raises OverflowError,
+# PostgreSQL "out of range"): an offset is a 64-bit integer there, a version number a 32-bit one.
+MAX_INTEGER = 2**63 - 1
+MAX_VERSION = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,6 @@ class Page:
 
 
 def clamp_page(offset: int, limit: int) -> tuple[int, int]:
-    if offset < 0 or limit < 1:
-        raise InvalidInput("offset must be >= 0 and limit >= 1.")
+    if not 0 <= offset <= MAX_INTEGER or limit < 1:
+        raise InvalidInput(f"offset must be between 0 and {MAX_INTEGER}, and limit at least 1.")
     return offset, min(limit, MAX_PAGE)

@@ -80,6 +80,8 @@ class JobQueue:
              offset: int = 0, limit: int = 50) -> Page:
         if status is not None and status not in STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(STATUSES)}.")
+        if kind is not None and kind not in JOB_KINDS:
+            raise InvalidInput(f"kind must be one of {', '.join(JOB_KINDS)}.")
         offset, limit = clamp_page(offset, limit)
         with self.db.session() as s:
             items, total = repo.list_jobs(s, tenant, {"status": status, "kind": kind}, offset, limit)

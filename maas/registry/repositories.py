@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from maas.registry.entities import (
+    MAX_VERSION,
     ApiKey,
     Artifact,
     AuditEntry,
@@ -113,6 +114,8 @@ def alias_map(session: Session, model_id: str) -> dict[str, int]:
 
 
 def find_version(session: Session, model_id: str, version: int) -> ModelVersionRow | None:
+    if not 0 < version <= MAX_VERSION:  # no such row, and the version column could not even hold the number
+        return None
     query = (select(ModelVersionRow).options(selectinload(ModelVersionRow.artifacts))
              .where(ModelVersionRow.model_id == model_id, ModelVersionRow.version == version))
     return session.scalars(query).first()

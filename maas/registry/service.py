@@ -44,8 +44,8 @@ from maas.storage import ArtifactStore, StoredBlob
 
 log = logging.getLogger(__name__)
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-ALIAS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")  # \Z: "$" would let a final newline in
+ALIAS_RE = re.compile(r"\A[a-z][a-z0-9_-]{0,63}\Z")
 MAX_VERSION_RETRIES = 64
 AliasHook = Callable[[str, str], None]
 SERVING_KEYS = ("max_batch_size", "max_delay_ms")  # per-model overrides of MAAS_MAX_BATCH_SIZE / _DELAY_MS

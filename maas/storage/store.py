@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from maas.errors import ArtifactCorrupt, ArtifactNotFound
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
 _CHUNK = 1024 * 1024
 
 

@@ -70,7 +70,7 @@ class EarlyStopping(_Strict):
     patience: int = Field(default=5, ge=1, le=1000)
     metric: Literal["val_loss", "val_accuracy", "val_f1_macro", "val_r2", "val_rmse", "val_mae"] = "val_loss"
     mode: Literal["auto", "min", "max"] = "auto"
-    min_delta: float = Field(default=0.0, ge=0.0)
+    min_delta: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
 
     @property
     def minimize(self) -> bool:
@@ -98,6 +98,12 @@ class HyperParameters(_Strict):
     test_fraction: float = Field(default=0.2, gt=0.0, le=0.5)
     standardize: bool = True
     amp: bool = Field(default=True, description="Mixed precision; only ever used on CUDA.")
+
+    @model_validator(mode="after")
+    def _leaves_rows_to_train_on(self) -> HyperParameters:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must be below 1, to leave rows to train on")
+        return self
 
 
 class ExportSpec(_Strict):

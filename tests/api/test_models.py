@@ -7,8 +7,9 @@ import hashlib
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from onnx import TensorProto, helper
 
-from tests.factories import affine_onnx, classifier_onnx
+from tests.factories import affine_onnx, classifier_onnx, identity_onnx
 
 
 def import_model(client: TestClient, name: str, blob: bytes, metadata: dict | None = None, **kw: object):
@@ -58,6 +59,54 @@ def test_bad_uploads_are_422_and_store_nothing(client: TestClient, blob: bytes, 
     assert client.get("/models").json()["total"] == 0
 
 
+@pytest.mark.parametrize(("inputs", "message"), [
+    ([helper.make_tensor_value_info("text", TensorProto.STRING, [None])], "input 'text' is BYTES"),
+    ([helper.make_tensor_sequence_value_info("x", TensorProto.FLOAT, None)], "input 'x' is not a tensor"),
+    ([helper.make_tensor_value_info("a", TensorProto.FLOAT, [None, 2]),
+      helper.make_tensor_value_info("b", TensorProto.FLOAT, [None, 2])], "takes 2 inputs ('a', 'b')"),
+])
+def test_a_model_whose_input_maas_cannot_feed_is_refused_at_import(client: TestClient, inputs: list,
+                                                                   message: str) -> None:
+    # Accepted, such a model would only fail later: at its first load, as a 500 to whoever promoted or used it.
+    response = import_model(client, "odd", identity_onnx(inputs))
+    assert response.status_code == 422 and response.json()["code"] == "invalid_model"
+    assert message in response.json()["error"]
+    assert client.get("/models").json()["total"] == 0
+
+
+BIG = 2**63  # one more than a 64-bit database integer holds
+
+
+def test_numbers_beyond_a_database_integer_are_a_clean_4xx(client: TestClient) -> None:
+    assert import_model(client, "m", affine_onnx()).status_code == 201
+    for path in (f"/models?offset={BIG}", f"/models/m/versions?offset={BIG}", f"/datasets?offset={BIG}",
+                 f"/jobs?offset={BIG}"):
+        response = client.get(path)
+        assert response.status_code == 422 and response.json()["code"] == "invalid_input", path
+    for call in (lambda: client.get(f"/models/m/versions/{BIG}"), lambda: client.get(f"/models/m/versions/{2**70}"),
+                 lambda: client.get(f"/models/m/versions/{BIG}/artifacts/onnx"),
+                 lambda: client.delete(f"/models/m/versions/{BIG}"),
+                 lambda: client.put("/models/m/aliases/production", json={"version": BIG})):
+        response = call()
+        assert response.status_code == 404 and response.json()["code"] == "version_not_found"
+    for version in (2**31 - 1, 2**31, BIG - 1):  # the largest the version column holds, and beyond
+        assert client.get(f"/models/m/versions/{version}").status_code == 404
+    assert client.get("/models/m").json()["aliases"] == {}
+
+
+@pytest.mark.parametrize("name", ["prod\n", "prod\r\n", "\nprod"])
+def test_a_name_with_a_newline_is_refused(client: TestClient, name: str) -> None:
+    # (Form fields are stripped, as shells add newlines; JSON bodies and paths are taken as they are.)
+    assert import_model(client, "m", affine_onnx()).status_code == 201
+    response = client.put(f"/models/m/aliases/{name.replace(chr(10), '%0A').replace(chr(13), '%0D')}",
+                          json={"version": 1})
+    assert response.status_code == 422 and response.json()["code"] == "invalid_input"
+    assert client.get("/models/m").json()["aliases"] == {}
+    response = client.post("/datasets", json={"name": name, "builtin": "iris"})
+    assert response.status_code == 422 and response.json()["code"] == "invalid_input"
+    assert client.get("/datasets").json()["total"] == 0
+
+
 @pytest.mark.parametrize(
     ("call", "status", "code"),
     [
@@ -69,6 +118,13 @@ def test_bad_uploads_are_422_and_store_nothing(client: TestClient, blob: bytes, 
         (lambda c: c.post("/models", data={"name": "x"}, files={"other": ("a", b"b")}), 422, "invalid_input"),
         (lambda c: import_model(c, "../etc", affine_onnx()), 422, "invalid_input"),
         (lambda c: import_model(c, "m", affine_onnx(), {"unknown": 1}), 422, "invalid_input"),
+        (lambda c: import_model(c, "m", classifier_onnx(), {"classes": ["a", "a", "b"]}), 422, "invalid_input"),
+        (lambda c: c.post("/models", files={"file": ("m.onnx", affine_onnx())},
+                          data={"name": "m", "metadata": '{"metrics": {"acc": NaN}}'}), 400, "malformed_json"),
+        (lambda c: c.post("/models", files={"file": ("m.onnx", affine_onnx())},
+                          data={"name": "m", "metadata": '{"metrics": {"acc": "NaN"}}'}), 422, "invalid_input"),
+        (lambda c: c.post("/models", files={"file": ("m.onnx", affine_onnx())},
+                          data={"name": "m", "metadata": '{"metrics": {"acc": "inf"}}'}), 422, "invalid_input"),
         (lambda c: c.post("/models", files={"file": ("m.onnx", affine_onnx())},
                           data={"name": "m", "metadata": "{not json"}), 400, "malformed_json"),
         (lambda c: c.put("/models/m/aliases/prod", content=b"{", headers={"content-type": "application/json"}),

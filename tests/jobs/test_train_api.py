@@ -70,3 +70,17 @@ def test_unknown_dataset_is_404(client: TestClient) -> None:
 
     assert response.status_code == 404 and response.json()["code"] == "dataset_not_found"
     assert client.get("/jobs").json()["total"] == 0
+
+
+@pytest.mark.parametrize("body", [
+    {"dataset": "iris", "model": "bad/name"},
+    {"dataset": "iris", "model": "a b"},
+    {"dataset": "iris", "model": "iris\n"},
+    {"dataset": "iris", "hyperparameters": {"early_stopping": {"min_delta": "inf"}}},
+    {"dataset": "iris", "hyperparameters": {"val_fraction": 0.5, "test_fraction": 0.5}},
+], ids=["slash", "space", "newline", "infinite-min-delta", "no-rows-left"])
+def test_what_would_only_fail_the_job_later_is_422_at_submit(client: TestClient, body: dict[str, Any]) -> None:
+    response = client.post("/train", json=body)
+
+    assert response.status_code == 422 and response.json()["code"] in ("invalid_input", "invalid_spec")
+    assert client.get("/jobs").json()["total"] == 0

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from maas.errors import IdempotencyMismatch, JobNotCancellable, JobNotFound
+from maas.errors import IdempotencyMismatch, InvalidInput, JobNotCancellable, JobNotFound
 from maas.registry.jobs import JobQueue
 from maas.registry.orm import utcnow
 
@@ -95,3 +95,7 @@ def test_list_filters(queue: JobQueue) -> None:
     assert queue.list_jobs("t1", status="cancelled").total == 1
     assert queue.list_jobs("t1", status="queued").total == 1
     assert queue.list_jobs("t1", limit=1).next_offset == 1
+    assert queue.list_jobs("t1", kind="train").total == 2
+    for bad in ({"status": "nosuch"}, {"kind": "nosuch"}, {"offset": -1}, {"offset": 2**63}):
+        with pytest.raises(InvalidInput):
+            queue.list_jobs("t1", **bad)  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from maas.api.responses import JSONResponse
 from maas.api.schemas.jobs import job_list, job_public
 from maas.datasets.schema import DatasetSchema
 from maas.errors import InvalidInput
+from maas.registry.service import check_name
 from maas.training.spec import TrainSpec, resolve_spec
 
 router = APIRouter(tags=["jobs"])
@@ -46,8 +47,11 @@ async def submit_job(request: Request, principal: TrainDep, services: ServicesDe
 def _submit_train(services: Any, tenant: str, spec: TrainSpec, idempotency_key: str | None) -> Any:
     # Resolve the dataset now so a typo is a 404 at submit time, not a failed job a minute later.
     dataset = services.registry.ensure_dataset(tenant, spec.dataset)
-    # A CNN on a tabular dataset or an oversized network is the client's 422 now, not a failed job later.
+    # A CNN on a tabular dataset, an oversized network or a model name the registry would refuse at the end
+    # is the client's 422 now, not a failed job later.
     resolve_spec(spec, DatasetSchema.from_dict(dataset.schema))
+    if spec.model is not None:
+        check_name("model", spec.model)
     body = spec.model_dump(mode="json", exclude_unset=True)  # what the user asked; defaults resolve in the runner
     body["model"] = spec.model or dataset.name
     return services.jobs.submit(tenant, "train", body, idempotency_key=idempotency_key)

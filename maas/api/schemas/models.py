@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from maas.api.schemas.common import Strict, iso, page_meta
 from maas.registry.entities import Model, ModelVersion, Page
@@ -27,7 +27,14 @@ class ImportMetadata(Strict):
     feature_names: list[str] | None = None
     description: str | None = Field(default=None, max_length=2000)
     tags: dict[str, Any] | None = None
-    metrics: dict[str, float] | None = None
+    metrics: dict[str, Annotated[float, Field(allow_inf_nan=False)]] | None = None
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct(cls, classes: list[str | int | float] | None) -> list[str | int | float] | None:
+        if classes is not None and len(set(classes)) != len(classes):
+            raise ValueError("classes must be distinct: each is the label of one model output")
+        return classes
 
 
 def version_public(v: ModelVersion) -> dict[str, Any]:
