@@ -5,6 +5,8 @@ The fractions are of the whole dataset: 0.1 and 0.2 of 200 rows give 140/20/40.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from sklearn.model_selection import train_test_split
 
@@ -25,10 +27,28 @@ def split_indices(y: np.ndarray, task: str, val_fraction: float, test_fraction: 
     return np.sort(train), np.sort(val), np.sort(test)
 
 
+def split_sizes(n_rows: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """The (train, val, test) row counts ``split_indices`` gives ``n_rows`` rows, without splitting anything.
+
+    sklearn rounds a held-out part up (``ceil(fraction * n)``) whether it stratifies or not, so the sizes depend
+    on the count alone: a job can be refused at submit time when a split would come out empty.
+    """
+    n_test = _held_out(n_rows, test_fraction)
+    rest = n_rows - n_test
+    n_val = _held_out(rest, val_fraction / (1.0 - test_fraction))
+    return rest - n_val, n_val, n_test
+
+
+def _held_out(n: int, fraction: float) -> int:
+    return 0 if fraction <= 0 or n < 2 else math.ceil(fraction * n)
+
+
 def _split(index: np.ndarray, y: np.ndarray, fraction: float, task: str, seed: int
            ) -> tuple[np.ndarray, np.ndarray]:
     if fraction <= 0 or len(index) < 2:
         return index, index[:0]
+    if _held_out(len(index), fraction) >= len(index):  # sklearn would refuse: the caller finds no rows to train on
+        return index[:0], index
     stratify = y if task == "classification" and _stratifiable(y, fraction) else None
     first, second = train_test_split(index, test_size=fraction, random_state=seed % _SEED_RANGE, stratify=stratify)
     return np.asarray(first), np.asarray(second)

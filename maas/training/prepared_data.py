@@ -14,7 +14,7 @@ import torch
 
 from maas.datasets.splits import split_indices
 from maas.errors import InvalidSpec
-from maas.training.spec import HyperParameters
+from maas.training.spec import MIN_TRAIN_ROWS, HyperParameters
 from maas.training.standardize import feature_statistics, target_statistics
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def prepare_data(data: ParsedDataset, hp: HyperParameters, image_shape: list[int
         raise InvalidSpec("This dataset has no numeric features (text models come later).")
     task = data.schema.task
     train_idx, val_idx, test_idx = split_indices(data.y, task, hp.val_fraction, hp.test_fraction, hp.seed)
-    if len(train_idx) < 2 or len(val_idx) < 1 or len(test_idx) < 1:
+    if len(train_idx) < MIN_TRAIN_ROWS or len(val_idx) < 1 or len(test_idx) < 1:
         raise InvalidSpec("The dataset is too small to split into train, validation and test sets.")
     x = np.asarray(data.X, dtype=np.float32)
     mean, std, mode = feature_statistics(x[train_idx], image_shape, hp.standardize)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from maas.datasets.splits import split_sizes
 from maas.errors import InvalidSpec
 from maas.training.sizing import MAX_PARAMETERS, estimate_parameters
 
@@ -64,6 +65,9 @@ class ArchitectureSpec(_Strict):
         if too_big:
             raise ValueError(f"the network would have more than {MAX_PARAMETERS:,} parameters")
         return self
+
+
+MIN_TRAIN_ROWS = 2  # prepare_data's own floor
 
 
 class EarlyStopping(_Strict):
@@ -148,7 +152,13 @@ def resolve_architecture(spec: ArchitectureSpec, schema: DatasetSchema) -> Archi
 
 
 def resolve_spec(spec: TrainSpec, schema: DatasetSchema) -> TrainSpec:
-    """Everything that needs the dataset to check: the architecture and the early-stopping metric."""
+    """Everything that needs the dataset to check: the splits, the architecture and the early-stopping metric."""
+    hp = spec.hyperparameters
+    train, val, test = split_sizes(schema.n_rows, hp.val_fraction, hp.test_fraction)
+    if train < MIN_TRAIN_ROWS or val < 1 or test < 1:
+        raise InvalidSpec(f"The dataset's {schema.n_rows} rows split into {train} to train on, {val} to validate "
+                          f"and {test} to test with these fractions; each needs rows (training at least "
+                          f"{MIN_TRAIN_ROWS}).")
     architecture = resolve_architecture(spec.architecture, schema)
     stopping = spec.hyperparameters.early_stopping
     if stopping is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from maas.datasets.splits import split_indices
+from maas.datasets.splits import split_indices, split_sizes
 from maas.errors import InvalidSpec
 
 
@@ -51,3 +51,13 @@ def test_large_seeds_are_accepted() -> None:
 def test_impossible_fractions(val: float, test: float) -> None:
     with pytest.raises(InvalidSpec):
         split_indices(np.arange(10) % 2, "classification", val, test, seed=0)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 5, 7, 10, 11, 33, 200, 1797])
+@pytest.mark.parametrize(("val", "test"), [(0.1, 0.2), (0.5, 0.3), (0.01, 0.01), (0.0, 0.2), (0.3, 0.0)])
+def test_split_sizes_predicts_what_split_indices_gives(n: int, val: float, test: float) -> None:
+    for task, y in (("classification", np.arange(n) % 3), ("regression", np.linspace(0, 1, n))):
+        if n == 0:
+            continue  # sklearn cannot split nothing; split_sizes says (0, 0, 0)
+        sizes = tuple(len(part) for part in split_indices(y, task, val, test, seed=1))
+        assert split_sizes(n, val, test) == sizes, (task, n, val, test)

@@ -84,3 +84,19 @@ def test_what_would_only_fail_the_job_later_is_422_at_submit(client: TestClient,
 
     assert response.status_code == 422 and response.json()["code"] in ("invalid_input", "invalid_spec")
     assert client.get("/jobs").json()["total"] == 0
+
+
+@pytest.mark.parametrize(("rows", "hyperparameters"), [
+    (3, {}),  # 3 rows: 1 to test, 1 to validate, 1 to train on (2 needed)
+    (12, {"val_fraction": 0.5, "test_fraction": 0.45}),  # 6 to test, 6 to validate, none to train on
+])
+def test_a_dataset_too_small_for_its_splits_is_422_at_submit(client: TestClient, rows: int,
+                                                             hyperparameters: dict[str, Any]) -> None:
+    csv = "x,label\n" + "".join(f"{i},{i % 2}\n" for i in range(rows))
+    assert client.post("/datasets", files={"file": ("tiny.csv", csv.encode())},
+                       data={"name": "tiny", "target": "label"}).status_code == 201
+    response = client.post("/train", json={"dataset": "tiny", "hyperparameters": hyperparameters})
+
+    assert response.status_code == 422 and response.json()["code"] == "invalid_spec", response.text
+    assert "to train on" in response.json()["error"]
+    assert client.get("/jobs").json()["total"] == 0
