@@ -68,13 +68,16 @@ class RequestMiddleware:
         declared = _header(scope, b"content-length")
         status_box = {"status": 500, "started": False}
         start = perf_counter()
+        # HEAD is answered as GET (RFC 9110 asks HEAD of every GET resource; FastAPI's routes take GET alone).
+        # The server drops the body by the method in its own scope, which stays HEAD.
+        inner = {**scope, "method": "GET"} if scope["method"] == "HEAD" else scope
         with context.request_context(rid):
             if declared and declared.isdigit() and int(declared) > limit:
                 await self._too_large(send, limit, status_box)
             else:
-                await self._call(scope, _limited(receive, limit), _tracking(send, status_box, rid), limit, status_box)
-        status = STATUS_CLIENT_GONE if scope.get(CLIENT_GONE) and not status_box["started"] else status_box["status"]
-        self.metrics.observe_http(route_template(scope), scope["method"], status, perf_counter() - start)
+                await self._call(inner, _limited(receive, limit), _tracking(send, status_box, rid), limit, status_box)
+        status = STATUS_CLIENT_GONE if inner.get(CLIENT_GONE) and not status_box["started"] else status_box["status"]
+        self.metrics.observe_http(route_template(inner), scope["method"], status, perf_counter() - start)
         if self.audit is not None and scope["method"] in MUTATING and not self.unaudited(scope):
             await asyncio.to_thread(self._audit, scope, status_box["status"])
 
