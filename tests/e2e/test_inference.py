@@ -4,6 +4,9 @@ with ``/predict``, concurrent traffic is batched, and ``/metrics`` shows it."""
 from __future__ import annotations
 
 import re
+import signal
+import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
@@ -70,3 +73,39 @@ def test_concurrent_predictions_are_batched_and_counted(server: Server) -> None:
     rows = float(re.search(r'maas_batch_size_sum\{model="affine",version="1"\} (\S+)', metrics).group(1))  # type: ignore[union-attr]
     assert rows == 400 and 1 <= batches <= 400
     assert "maas_model_cache_models 1.0" in metrics and 'maas_model_load_seconds_count{model="affine"' in metrics
+
+
+def test_sigterm_lets_predictions_in_flight_finish(server: Server) -> None:
+    """Graceful shutdown: requests already in the server are answered, then it exits cleanly."""
+    with server.client() as http:
+        import_model(http, "affine", affine_onnx(), task="regression")
+        # Every batch waits up to 1 s for company, so the requests below are still queued at the signal.
+        assert http.put("/models/affine/serving", json={"max_batch_size": 64, "max_delay_ms": 1000}).status_code == 200
+        assert http.post("/predict", json={"model": "affine", "inputs": [[1, 1, 1, 1]]}).status_code == 200  # loaded
+    body = b'{"model": "affine", "inputs": [[4, 4, 4, 4]]}'
+    request = (b"POST /predict HTTP/1.1\r\nHost: maas\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    host, port = urlparse(server.url).hostname, urlparse(server.url).port
+    clients = [socket.create_connection((host, port), timeout=30) for _ in range(8)]
+    try:
+        for client in clients:
+            client.sendall(request)  # whole requests in the server's socket buffers before the signal
+        time.sleep(0.3)  # ...and read by its idle event loop: they wait in the model's queue now
+        server.process.send_signal(signal.SIGTERM)
+        answers = [_read_answer(client) for client in clients]
+    finally:
+        for client in clients:
+            client.close()
+    assert all(answer.startswith(b"HTTP/1.1 200 ") for answer in answers), answers
+    assert all(answer.endswith(b'"predictions":[[9.0,9.0,9.0,9.0]]}') for answer in answers), answers
+    # uvicorn re-raises the signal once it has shut down cleanly, so the exit status says SIGTERM.
+    assert server.process.wait(30) in (0, -signal.SIGTERM)
+    assert "Traceback" not in server.log.read_text()
+
+
+def _read_answer(client: socket.socket) -> bytes:
+    """One whole HTTP answer (the server closes the connection after it, as it is shutting down)."""
+    chunks = []
+    while chunk := client.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
