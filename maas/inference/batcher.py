@@ -48,18 +48,25 @@ Outputs = dict[str, np.ndarray]
 class BatchObserver(Protocol):
     """Metrics hooks, so this module stays free of Prometheus globals (see ``observability``)."""
 
-    def on_batch(self, rows: int, requests: int, queue_depth: int, seconds: float, failed: bool) -> None: ...
+    def on_batch(self, rows: int, requests: int, seconds: float, failed: bool) -> None: ...
 
     def on_reject(self, reason: str) -> None:
         """``reason`` is ``overloaded`` or ``deadline``."""
         ...
 
+    def watch_queue(self, depth: Callable[[], int]) -> None:
+        """Called once by a new batcher: ``depth()`` is its queue depth now (read at scrape time)."""
+        ...
+
 
 class NullBatchObserver:
-    def on_batch(self, rows: int, requests: int, queue_depth: int, seconds: float, failed: bool) -> None:
+    def on_batch(self, rows: int, requests: int, seconds: float, failed: bool) -> None:
         pass
 
     def on_reject(self, reason: str) -> None:
+        pass
+
+    def watch_queue(self, depth: Callable[[], int]) -> None:
         pass
 
 
@@ -116,6 +123,7 @@ class DynamicBatcher:
         self._compute_seconds = compute_estimate_s  # moving average of the model's own time per batch
         self._deadline_timer: asyncio.TimerHandle | None = None  # see _check_deadlines_at
         self._deadline_check_at = math.inf
+        self._observer.watch_queue(lambda: self.queue_depth)
 
     @property
     def queue_depth(self) -> int:
@@ -320,7 +328,7 @@ class DynamicBatcher:
         seconds = time.perf_counter() - started
         self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * seconds
         rows = sum(r.rows for r in batch)
-        self._observer.on_batch(rows, len(batch), self.queue_depth, seconds, error is not None)
+        self._observer.on_batch(rows, len(batch), seconds, error is not None)
 
     def _timed_run(self, inputs: np.ndarray) -> Outputs:
         started = time.perf_counter()

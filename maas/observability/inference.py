@@ -8,6 +8,7 @@ second. Model names only become labels once they resolved, so clients cannot min
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from maas.observability.metrics import Metrics
@@ -33,11 +34,17 @@ class _BatchMetrics:
 
     def __init__(self, metrics: Metrics, model: str, version: str) -> None:
         self._batch_size = metrics.batch_size.labels(model, version)
-        self._queue_depth = metrics.queue_depth.labels(model, version)
+        self._queue_depths = metrics.queue_depth
+        self._labels = (model, version)
 
-    def on_batch(self, rows: int, requests: int, queue_depth: int, seconds: float, failed: bool) -> None:
+    def watch_queue(self, depth: Callable[[], int]) -> None:
+        self._queue_depths.track(self, *self._labels, depth)
+
+    def close(self) -> None:
+        self._queue_depths.untrack(self)
+
+    def on_batch(self, rows: int, requests: int, seconds: float, failed: bool) -> None:
         self._batch_size.observe(rows)
-        self._queue_depth.set(queue_depth)
 
     def on_reject(self, reason: str) -> None:
         # Counted per request by the API (as inference_errors{code}), which sees every rejection anyway.
@@ -64,6 +71,7 @@ class InferenceMetrics:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._requests: dict[tuple[str, str], _RequestMetrics] = {}
+        self._batches: dict[Any, _BatchMetrics] = {}  # by loaded model's key: its queue leaves the gauge on eviction
 
     # --- requests (called by the API) ----------------------------------------------------------------
     def observe_request(self, model: str, version: int | str, status: int, seconds: float) -> None:
@@ -78,7 +86,11 @@ class InferenceMetrics:
 
     # --- the engine's hooks --------------------------------------------------------------------------
     def batch_observer(self, key: _Key) -> _BatchMetrics:
-        return _BatchMetrics(self._metrics, key.model, str(key.version))
+        previous = self._batches.pop(key, None)
+        if previous is not None:  # a load that failed left its hooks: they watch nothing
+            previous.close()
+        bound = self._batches[key] = _BatchMetrics(self._metrics, key.model, str(key.version))
+        return bound
 
     def on_load(self, key: Any, seconds: float, footprint_bytes: int) -> None:
         self._metrics.model_load_seconds.labels(key.model, key.variant).observe(seconds)
@@ -86,7 +98,9 @@ class InferenceMetrics:
     def on_evict(self, key: Any, reason: str) -> None:
         if reason == "budget":
             self._metrics.cache_evictions.inc()
-        self._metrics.queue_depth.labels(key.model, str(key.version)).set(0)
+        bound = self._batches.pop(key, None)
+        if bound is not None:
+            bound.close()
 
     def on_usage(self, used_bytes: int, entries: int) -> None:
         self._metrics.cache_bytes.set(used_bytes)

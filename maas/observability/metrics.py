@@ -37,6 +37,37 @@ class _RegistryGauges(Collector):
             yield family
 
 
+class QueueDepths(Collector):
+    """``maas_queue_depth``: requests waiting per loaded model, asked of the batchers at scrape time.
+
+    A gauge set by each batch would go stale exactly when it matters: while a batch hangs, or requests wait in
+    a timed window, no batch ends to report the queue growing behind it.
+    """
+
+    def __init__(self) -> None:
+        self._sources: dict[object, tuple[str, str, Callable[[], int]]] = {}
+
+    def track(self, owner: object, model: str, version: str, depth: Callable[[], int]) -> None:
+        self._sources[owner] = (model, version, depth)
+
+    def untrack(self, owner: object) -> None:
+        self._sources.pop(owner, None)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("maas_queue_depth", "Requests waiting per loaded model.",
+                                   labels=["model", "version"])
+        totals: dict[tuple[str, str], int] = {}
+        for model, version, depth in list(self._sources.values()):  # variants of one version add up
+            try:
+                waiting = depth()
+            except Exception:  # read from the scrape's thread while the loop moves on: skip, never fail a scrape
+                continue
+            totals[(model, version)] = totals.get((model, version), 0) + waiting
+        for (model, version), waiting in totals.items():
+            family.add_metric([model, version], waiting)
+        yield family
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -60,8 +91,8 @@ class Metrics:
                                             ["model", "code"], registry=r)
         self.batch_size = LoopHistogram("maas_batch_size", "Rows per executed batch.", ["model", "version"],
                                         buckets=BATCH_BUCKETS, registry=r)  # observed by the batcher, on the loop
-        self.queue_depth = Gauge("maas_queue_depth", "Requests waiting per loaded model.",
-                                 ["model", "version"], registry=r)
+        self.queue_depth = QueueDepths()
+        r.register(self.queue_depth)
         self.model_load_seconds = Histogram("maas_model_load_seconds", "Time to load and warm a model.",
                                             ["model", "variant"], buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30),
                                             registry=r)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -46,11 +46,14 @@ class Recorder:
         self.batches: list[tuple[int, int]] = []
         self.rejects: list[str] = []
 
-    def on_batch(self, rows: int, requests: int, queue_depth: int, seconds: float, failed: bool) -> None:
+    def on_batch(self, rows: int, requests: int, seconds: float, failed: bool) -> None:
         self.batches.append((rows, requests))
 
     def on_reject(self, reason: str) -> None:
         self.rejects.append(reason)
+
+    def watch_queue(self, depth: Callable[[], int]) -> None:
+        self.depth = depth
 
 
 @pytest.fixture
@@ -116,7 +119,8 @@ async def test_a_lone_request_does_not_wait_for_company(make_batcher) -> None:
     assert time.perf_counter() - started < 0.2  # no timed window (a 0.5 s one would show)
 
 
-async def test_everything_queued_while_the_model_is_busy_runs_as_one_batch(make_batcher, model: AffineModel) -> None:
+async def test_everything_queued_while_the_model_is_busy_runs_as_one_batch(make_batcher, model: AffineModel,
+                                                                          observer: Recorder) -> None:
     batcher = make_batcher(max_batch_size=8)
     model.hold()
     first = asyncio.ensure_future(batcher.submit(rows(0), soon()))
@@ -124,6 +128,7 @@ async def test_everything_queued_while_the_model_is_busy_runs_as_one_batch(make_
     rest = [asyncio.ensure_future(batcher.submit(rows(i), soon())) for i in range(1, 6)]
     await asyncio.sleep(0.01)
     assert batcher.queue_depth == 5
+    assert observer.depth() == 5  # what a scrape reads while the batch still runs
     model.release()
     await asyncio.gather(first, *rest)
     assert model.batches == [1, 5]

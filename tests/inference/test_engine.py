@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +54,13 @@ class Observer:
         outer = self
 
         class Batches:
-            def on_batch(self, rows: int, requests: int, queue_depth: int, seconds: float, failed: bool) -> None:
+            def on_batch(self, rows: int, requests: int, seconds: float, failed: bool) -> None:
                 outer.batches.append((rows, requests))
 
             def on_reject(self, reason: str) -> None:
+                pass
+
+            def watch_queue(self, depth: Callable[[], int]) -> None:
                 pass
 
         return Batches()
