@@ -55,13 +55,15 @@ class _RequestMetrics:
     def __init__(self, metrics: Metrics, model: str, version: str) -> None:
         self._metrics = metrics
         self._model, self._version = model, version
-        self._ok = metrics.inference_requests.labels(model, version, "200")
-        self._latency = metrics.inference_latency.labels(model, version)
+        self._ok = (metrics.inference_requests.labels(model, version, "200"),
+                    metrics.inference_latency.labels(model, version, "200"))
 
     def observe(self, status: int, seconds: float) -> None:
-        self._latency.observe(seconds)
-        counter = self._ok if status == 200 else self._metrics.inference_requests.labels(
-            self._model, self._version, str(status))
+        # By status, as a fast 503 or 422 must not pass for fast predictions (nor a 504 for slow ones).
+        counter, latency = self._ok if status == 200 else (
+            self._metrics.inference_requests.labels(self._model, self._version, str(status)),
+            self._metrics.inference_latency.labels(self._model, self._version, str(status)))
+        latency.observe(seconds)
         counter.inc()
 
 

@@ -85,7 +85,8 @@ class Metrics:
         self.inference_requests = LoopCounter("maas_inference_requests_total", "Prediction requests.",
                                               ["model", "version", "status"], registry=r)
         self.inference_latency = LoopHistogram("maas_inference_request_duration_seconds",
-                                               "Prediction latency, queueing included.", ["model", "version"],
+                                               "Prediction latency, queueing included.",
+                                               ["model", "version", "status"],
                                                buckets=LATENCY_BUCKETS, registry=r)
         self.inference_errors = LoopCounter("maas_inference_errors_total", "Prediction errors by code.",
                                             ["model", "code"], registry=r)

@@ -230,6 +230,9 @@ def test_metrics_count_predictions_by_model_and_status(affine: TestClient) -> No
     metrics = affine.get("/metrics").text
     assert 'maas_inference_requests_total{model="affine",status="200",version="1"} 2.0' in metrics
     assert 'maas_inference_requests_total{model="affine",status="422",version="1"} 1.0' in metrics
+    assert 'maas_inference_request_duration_seconds_count{model="affine",status="200",version="1"} 2.0' in metrics
+    assert 'maas_inference_request_duration_seconds_count{model="affine",status="422",version="1"} 1.0' in metrics
+    assert 'maas_queue_depth{model="affine",version="1"} 0.0' in metrics
     assert 'maas_inference_errors_total{code="model_not_found",model="-"} 1.0' in metrics
     assert 'maas_batch_size_count{model="affine",version="1"}' in metrics
     assert "maas_model_cache_models 1.0" in metrics
