@@ -160,13 +160,12 @@ class _Waiting:
     LISTEN_AFTER_S = 0.05
     _by_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Waiting]] = weakref.WeakKeyDictionary()
     _last: ClassVar[_Waiting | None] = None  # the server's one loop, found without a weak-key lookup per request
-    __slots__ = ("__weakref__", "_gone", "_listening", "_loop", "_queued", "_timer")
+    __slots__ = ("__weakref__", "_listening", "_loop", "_queued", "_timer")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._queued: dict[Task, tuple[Receive, float]] = {}  # not yet listened for, oldest first
-        self._listening: dict[Task, asyncio.Future[Message]] = {}
-        self._gone: set[Task] = set()  # cancelled because their client disconnected
+        self._listening: dict[Task, asyncio.Future[Message]] = {}  # a disconnect is this future's result
         self._timer: asyncio.TimerHandle | None = None
 
     @classmethod
@@ -194,18 +193,19 @@ class _Waiting:
         if task is None or self._queued.pop(task, None) is not None or not self._listening:
             return False
         listening = self._listening.pop(task, None)
-        if listening is not None:
+        if listening is None:
+            return False
+        if not listening.done():
             listening.cancel()
-        if task in self._gone:
-            self._gone.discard(task)
-            return True
-        return False
+            return False
+        return _disconnected(listening)
 
     def _sweep(self) -> None:
         self._timer = None
         due = self._loop.time() - self.LISTEN_AFTER_S
-        for task, (receive, since) in list(self._queued.items()):
-            if since > due:  # arrival order: the rest are younger still
+        while self._queued:
+            task, (receive, since) = next(iter(self._queued.items()))  # the oldest: dicts keep arrival order
+            if since > due:
                 self._timer = self._loop.call_at(since + self.LISTEN_AFTER_S, self._sweep)
                 return
             del self._queued[task]
@@ -213,11 +213,14 @@ class _Waiting:
             listening.add_done_callback(functools.partial(self._on_message, task))
 
     def _on_message(self, task: Task, listening: asyncio.Future[Message]) -> None:
-        if self._listening.get(task) is not listening or listening.cancelled() or listening.exception() is not None:
-            return
-        if listening.result().get("type") == "http.disconnect":
-            self._gone.add(task)
-            task.cancel()
+        if self._listening.get(task) is listening and _disconnected(listening):
+            task.cancel()  # remove() then reads the disconnect from the same future
+
+
+def _disconnected(listening: asyncio.Future[Message]) -> bool:
+    if listening.cancelled() or listening.exception() is not None:
+        return False
+    return listening.result().get("type") == "http.disconnect"
 
 
 async def _read_body(receive: Receive, limit: int | None = None) -> bytes:

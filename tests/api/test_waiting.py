@@ -72,7 +72,7 @@ async def test_a_request_whose_client_hangs_up_while_it_waits_is_cancelled() -> 
     leaving.hang_up()
     assert await asyncio.wait_for(gone, 1) == "gone"
     assert await kept == "answered"  # a neighbour is not disturbed, and its listener goes with it
-    assert not waiting._queued and not waiting._listening and not waiting._gone
+    assert not waiting._queued and not waiting._listening
 
 
 async def test_a_cancellation_that_is_not_a_hang_up_propagates() -> None:
