@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from maas.inference.backends.base import Backend, TensorSpec
 
 
 def affine_onnx(n_in: int = 4, weight: float = 2.0, bias: float = 1.0) -> bytes:
@@ -73,3 +76,33 @@ def runner_pids(checkpoints_dir: Path, job_id: str) -> list[int]:
     except (OSError, ValueError):
         return []
     return [pid] if b"maas.jobs.runner" in cmdline and "\nState:\tZ" not in status else []
+
+
+class GatedBackend:
+    """The real ONNX backend, but ``predict`` waits at a gate while the test holds it closed."""
+
+    def __init__(self, inner: Backend, gate: threading.Event, entered: threading.Event) -> None:
+        self._inner, self._gate, self._entered = inner, gate, entered
+
+    @property
+    def input_spec(self) -> TensorSpec:
+        return self._inner.input_spec
+
+    @property
+    def output_specs(self) -> list[TensorSpec]:
+        return self._inner.output_specs
+
+    @property
+    def footprint_bytes(self) -> int:
+        return self._inner.footprint_bytes
+
+    def load(self) -> None:
+        self._inner.load()
+
+    def unload(self) -> None:
+        self._inner.unload()
+
+    def predict(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        self._entered.set()
+        self._gate.wait(10)
+        return self._inner.predict(batch)

@@ -26,11 +26,12 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from maas.api.deps import Services
-from maas.api.raw import RawEndpoint
+from maas.api.raw import Answer, RawEndpoint, RawRequest, json_answer
 from maas.observability import context
 from maas.observability.metrics import Metrics
 from maas.observability.middleware import (
     INTERNAL_ERROR,
+    STATUS_CLIENT_GONE,
     ASGIApp,
     Receive,
     Scope,
@@ -53,6 +54,11 @@ class MaasAPI(FastAPI):
     def install_front(self, factory: FrontFactory) -> None:
         """``factory(fastapi_stack)`` builds the ASGI app every HTTP request enters first."""
         self._front = factory(functools.partial(FastAPI.__call__, self))
+
+    @property
+    def hot_path(self) -> HotPath | None:
+        """The front, when it is a ``HotPath``: what ``protocol.HotPathProtocol`` serves beneath ASGI."""
+        return self._front if isinstance(self._front, HotPath) else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         front = self._front
@@ -104,8 +110,33 @@ class HotPath:
             except Exception:  # the answer had started already: nothing more can be sent
                 log.debug("could not send the 500 answer", exc_info=True)
 
-    def _match(self, scope: Scope) -> Route | None:
-        path: str = scope["path"]
+    async def answer(self, route: Route, scope: Scope, headers: dict[bytes, bytes], body: bytes) -> Answer:
+        """The answer to a hot request whose whole body is read already (``protocol.HotPathProtocol``'s way in).
+
+        What ``__call__`` does around the endpoint, without ASGI: the request id, the metrics (499 for a request
+        cancelled because its client hung up) and a logged 500 for a bug.
+        """
+        started = perf_counter()
+        given = headers.get(b"x-request-id")
+        rid = given.decode("latin-1") if given else new_request_id()
+        token = context.request_id.set(rid)
+        status = STATUS_CLIENT_GONE  # unless an answer comes: the protocol cancels a request whose client hung up
+        try:
+            try:
+                answer = await cast(RawEndpoint, route.endpoint).handler(RawRequest(scope, body, headers))
+            except Exception:
+                # The endpoints answer every MaasError themselves: this is a bug, and the client gets JSON for it.
+                log.exception("unhandled error in POST %s", scope["path"])
+                answer = json_answer(INTERNAL_ERROR, 500)
+            status = answer.status
+        finally:
+            context.request_id.reset(token)
+            self.metrics.observe_http(route.path, "POST", status, perf_counter() - started)
+        answer.headers.append((b"x-request-id", given or rid.encode()))
+        return answer
+
+    def route_for(self, path: str, scope: Scope) -> Route | None:
+        """The hot route that serves ``path`` (a ``POST``), its path parameters put in ``scope``; else None."""
         route = self._exact.get(path)
         if route is not None:
             return route
@@ -115,6 +146,9 @@ class HotPath:
                 scope["path_params"] = _params(candidate, match.groupdict())
                 return candidate
         return None
+
+    def _match(self, scope: Scope) -> Route | None:
+        return self.route_for(scope["path"], scope)
 
 
 def _params(route: Route, raw: dict[str, str]) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -23,6 +24,11 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 client_app(app)
 console = Console()
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from maas.api.hotpath import MaasAPI
 
 
 def _version(value: bool) -> None:
@@ -78,8 +84,18 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address (MAAS_HOST
     # No proxy-headers middleware: maas records no client addresses, and the layer costs every request (~1 us).
     # No "server: uvicorn" header either: nothing gained by advertising it.
     uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=30, loop=loop, http=http, proxy_headers=False,  # type: ignore[arg-type]
-                server_header=False)
+                timeout_graceful_shutdown=30, loop=loop, http=_http_protocol(http, application),  # type: ignore[arg-type]
+                proxy_headers=False, server_header=False)
+
+
+def _http_protocol(http: str, application: MaasAPI) -> str | type[asyncio.Protocol]:
+    """uvicorn's ``http=``: with httptools ("auto" when it is installed), the protocol that serves predictions
+    beneath ASGI (``api/protocol.py``); else uvicorn's own choice."""
+    if http not in ("auto", "httptools") or importlib.util.find_spec("httptools") is None:
+        return http
+    from maas.api.protocol import HotPathProtocol
+
+    return HotPathProtocol.serving(application)
 
 
 @db_app.command("upgrade")

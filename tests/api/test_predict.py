@@ -21,12 +21,12 @@ from maas.app import create_app
 from maas.bootstrap import build_services
 from maas.config import Settings
 from maas.inference.backends import build_backend
-from maas.inference.backends.base import Backend, TensorSpec
+from maas.inference.backends.base import Backend
 from maas.inference.engine import InferenceEngine
 from maas.inference.servable import ServableArtifact, ServableVersion
 from maas.registry.serving import RegistryResolver
 from tests.api.conftest import admin, new_key
-from tests.factories import affine_onnx, classifier_onnx, import_model
+from tests.factories import GatedBackend, affine_onnx, classifier_onnx, import_model
 
 FOURS = [[4, 4, 4, 4]]
 NAMES = ["w", "x", "y", "z"]
@@ -240,36 +240,6 @@ def test_metrics_count_predictions_by_model_and_status(affine: TestClient) -> No
 
 
 # --- back-pressure: a model held busy by a gate --------------------------------------------------------
-class GatedBackend:
-    """The real ONNX backend, but ``predict`` waits at a gate while the test holds it closed."""
-
-    def __init__(self, inner: Backend, gate: threading.Event, entered: threading.Event) -> None:
-        self._inner, self._gate, self._entered = inner, gate, entered
-
-    @property
-    def input_spec(self) -> TensorSpec:
-        return self._inner.input_spec
-
-    @property
-    def output_specs(self) -> list[TensorSpec]:
-        return self._inner.output_specs
-
-    @property
-    def footprint_bytes(self) -> int:
-        return self._inner.footprint_bytes
-
-    def load(self) -> None:
-        self._inner.load()
-
-    def unload(self) -> None:
-        self._inner.unload()
-
-    def predict(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        self._entered.set()
-        self._gate.wait(10)
-        return self._inner.predict(batch)
-
-
 @pytest.fixture
 def gated(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient, threading.Event, threading.Event]]:
     """An app whose models are gated (open by default), with a queue of one and a 1.5 s deadline."""

@@ -1,0 +1,156 @@
+"""maas's HTTP/1.1 protocol: uvicorn's httptools protocol, with the inference hot path served beneath ASGI.
+
+Measured on 2 cores (wrk at 64 connections, one JSON row of 64 floats, a server that parses it with orjson and
+answers a constant): through uvicorn's ASGI interface ~25 us a request, of which the interface itself (the
+scope dict, the request/response cycle and its Event, and the app's ``receive()`` and two ``send()`` calls with
+their header checks) is ~16 us; answered from the protocol's own callbacks, with a task per request, ~9 us. On a
+small model that interface cost more than the model's share of its batch, so ``HotPathProtocol`` answers a
+``POST`` to a hot route (``HotPath``'s: ``/predict`` and V2 ``infer``) itself: once the body is in, a task calls
+``HotPath.answer`` (the endpoint's handler, with its request id and metrics) and writes the answer to the
+transport. The endpoints, their validation, batching and errors are the same either way.
+
+Every other request takes uvicorn's path unchanged, into the ASGI app: other routes and methods, a body without
+a declared length (chunked) or over the limit (``HotPath`` answers its 413), ``Expect: 100-continue``, HTTP/1.0,
+a query string or an escaped path, an upgrade, and a request pipelined behind one still being answered. While a
+hot request is answered, a stand-in takes uvicorn's per-connection cycle slot, so that uvicorn's pipelining,
+keep-alive, graceful shutdown (``server_state.tasks``) and hang-up handling treat it as any request in progress.
+A client that hangs up cancels its hot request: it leaves its model's queue, and counts as a 499.
+
+This leans on uvicorn's protocol internals (the parser callbacks, ``cycle``, ``pipeline``, ``tasks``,
+``on_response_complete``), so the uvicorn versions it was tested with are the ones ``pyproject.toml`` admits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from maas.api.hotpath import HotPath, MaasAPI
+from maas.api.raw import Answer
+from maas.observability.middleware import Scope
+
+
+class _Unused:
+    def set(self) -> None:
+        """uvicorn sets its cycle's ``message_event`` when the connection is lost; a hot request has none."""
+
+
+class _HotCycle:
+    """Stands in uvicorn's cycle slot while a hot request is answered (the attributes uvicorn reads and sets)."""
+
+    message_event: ClassVar[_Unused] = _Unused()
+    __slots__ = ("disconnected", "keep_alive", "response_complete")
+
+    def __init__(self, keep_alive: bool) -> None:
+        self.keep_alive = keep_alive  # uvicorn's shutdown() clears it: the answer then closes the connection
+        self.disconnected = False
+        self.response_complete = False
+
+
+class HotPathProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol that answers hot requests without ASGI; see the module docstring."""
+
+    hot_path: ClassVar[HotPath]
+    app_object: ClassVar[MaasAPI]
+    _route: Any = None  # the hot route of the request being read, else None
+    _hot_task: asyncio.Task[None] | None = None  # the hot request being answered on this connection
+
+    @classmethod
+    def serving(cls, app: MaasAPI) -> type[HotPathProtocol]:
+        """This protocol bound to ``app`` (uvicorn's ``http=``), or ValueError when ``app`` has no hot path."""
+        hot_path = app.hot_path
+        if hot_path is None:
+            raise ValueError("the app has no hot path to serve")
+        return type("HotPathProtocol", (cls,), {"hot_path": hot_path, "app_object": app})
+
+    def on_message_begin(self) -> None:
+        # uvicorn builds the ASGI scope here; a hot request needs none, so on_headers_complete builds it for the rest.
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self._route = None
+
+    def on_headers_complete(self) -> None:
+        if self._take_hot():
+            return
+        url, headers, expect_100_continue = self.url, self.headers, self.expect_100_continue
+        super().on_message_begin()  # the scope, as uvicorn builds it; then uvicorn's own handling
+        self.url, self.expect_100_continue = url, expect_100_continue
+        self.headers.extend(headers)
+        super().on_headers_complete()
+
+    def _take_hot(self) -> bool:
+        """Whether this request is one the hot path answers here (then it is set up to be read)."""
+        parser = self.parser
+        if (parser.get_method() != b"POST" or parser.get_http_version() != "1.1" or self.expect_100_continue
+                or parser.should_upgrade() or (self.cycle is not None and not self.cycle.response_complete)
+                or self.limit_concurrency is not None or self.root_path or b"?" in self.url or b"%" in self.url):
+            return False
+        headers = dict(self.headers)
+        declared = headers.get(b"content-length")
+        if declared is None or not declared.isdigit() or int(declared) > self.hot_path.limit:
+            return False
+        path = self.url.decode("latin-1")
+        scope: Scope = {"type": "http", "method": "POST", "path": path, "headers": self.headers, "app": self.app_object,
+                        "client": self.client, "state": {}}
+        route = self.hot_path.route_for(path, scope)
+        if route is None:
+            return False
+        scope["route"] = route
+        self._route, self._scope, self._headers, self._body = route, scope, headers, bytearray()
+        self.cycle = _HotCycle(parser.should_keep_alive())  # type: ignore[assignment]
+        return True
+
+    def on_body(self, body: bytes) -> None:
+        if self._route is None:
+            super().on_body(body)
+        else:
+            self._body += body
+
+    def on_message_complete(self) -> None:
+        if self._route is None:
+            super().on_message_complete()
+            return
+        cycle = self.cycle
+        task = self._hot_task = self.loop.create_task(self._answer(
+            cycle, self._route, self._scope, self._headers, bytes(self._body)))  # type: ignore[arg-type]
+        self.tasks.add(task)  # a graceful shutdown waits for it
+        task.add_done_callback(self.tasks.discard)
+        self._route = self._scope = self._headers = self._body = None  # type: ignore[assignment]
+
+    async def _answer(self, cycle: _HotCycle, route: Any, scope: Scope, headers: dict[bytes, bytes],
+                      body: bytes) -> None:
+        try:
+            answer = await self.hot_path.answer(route, scope, headers, body)
+        except asyncio.CancelledError:
+            return  # the client hung up (connection_lost), or a shutdown ran out of time
+        finally:
+            self._hot_task = None
+        self._write(cycle, answer)
+
+    def _write(self, cycle: _HotCycle, answer: Answer) -> None:
+        transport = self.transport
+        if transport.is_closing():
+            return
+        content = [STATUS_LINE[answer.status]]
+        for name, value in self.server_state.default_headers:  # the date, as uvicorn sends it
+            content += (name, b": ", value, b"\r\n")
+        content += (b"content-type: ", answer.content_type, b"\r\ncontent-length: %d\r\n" % len(answer.body))
+        for name, value in answer.headers:  # our own names; values never hold CR or LF (llhttp rejects them)
+            content += (name, b": ", value, b"\r\n")
+        if not cycle.keep_alive:
+            content.append(b"connection: close\r\n")
+        content += (b"\r\n", answer.body)
+        transport.write(b"".join(content))
+        cycle.response_complete = True
+        if not cycle.keep_alive:
+            transport.close()
+        self.on_response_complete()  # uvicorn's: the next pipelined request, else the keep-alive timer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        task = self._hot_task
+        if task is not None:
+            task.cancel()  # the request leaves its model's queue
+        super().connection_lost(exc)
