@@ -1,0 +1,158 @@
+"""Where a small prediction's time goes over real HTTP: the hot path served in stages, each measured with wrk.
+
+In-process timings of the steps of ``POST /predict`` (one 64-float row of the digits MLP) add up to about half
+of what a request costs over sockets, and samplers attribute time to the syscalls they interrupt, so this
+measures the only way that holds: whole servers, each doing one more step of the real handler than the one
+before, driven the same way (wrk, 64 connections, interleaved rounds, medians). The difference between two
+stages is what that step costs a request over HTTP. Stages, each including the ones above it:
+
+- ``floor``: the serving issue's HTTP floor (a bare uvicorn ASGI app that parses the body with orjson and answers
+  a constant), from ``bench_serve.py``.
+- ``protocol``: ``maas serve``'s HTTP layer (``api/protocol.py``) parsing the body with orjson and answering a
+  constant: no request id, metrics, keys or model.
+- ``answer``: ``HotPath.answer`` around a handler that answers a constant (request id, HTTP metrics).
+- ``auth+json``: the handler authenticates the key and parses the body as ``/predict`` does.
+- ``resolve``: it also resolves the model's version (the cached alias map) and records the inference metrics.
+- ``decode``: it also decodes ``inputs`` to float32 and validates them.
+- ``infer``: it also runs them through the model's batcher and ONNX Runtime (the answer is still a constant).
+- ``maas``: the real ``/predict`` (postprocessing and the JSON answer added).
+
+Run: ``.venv/bin/python scripts/bench_hot_path.py`` (~3 min). ``--serve STAGE --port P`` is the script serving
+one stage (what the benchmark starts in a subprocess).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_serve  # a sibling script: its models, servers and wrk driver
+
+STAGES = ("floor", "protocol", "answer", "auth+json", "resolve", "decode", "infer", "maas")
+MODEL = "digits-mlp"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=4, help="duration of each wrk run")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; medians are reported")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--serve", choices=STAGES[1:], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port)
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install wrk)")
+    folder = Path(tempfile.mkdtemp(prefix="maas-hot-path-"))
+    try:
+        run(folder, args.seconds, args.repeats, args.concurrency)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(folder: Path, seconds: int, repeats: int, concurrency: int) -> None:
+    stack = ["--loop", "auto", "--http", "auto"]
+    print(f"uvicorn stack: {bench_serve.uvicorn_stack('auto', 'auto')}; {os.cpu_count()} cores", flush=True)
+    files = bench_serve.build_models(folder, epochs=2)
+    (folder / "floor_app.py").write_text(bench_serve.FLOOR_APP)
+    env = {"MAAS_DATA_DIR": str(folder / "data"), "MAAS_WORKERS": "0", "MAAS_LOG_LEVEL": "warning"}
+    rates: dict[str, list[float]] = {}
+    with ExitStack() as servers:
+        # The real server registers the model; the stage servers share its data directory (and warm up on their
+        # first request below).
+        urls = {"maas": servers.enter_context(bench_serve.server(bench_serve.maas_command(stack), env, "/healthz",
+                                                                 folder / "maas.log"))}
+        bench_serve.import_models(urls["maas"], {MODEL: files[MODEL]})
+        urls["floor"] = servers.enter_context(bench_serve.server(
+            bench_serve.uvicorn_command(folder, "floor_app", stack), {}, "/docs", folder / "floor.log"))
+        for stage in STAGES[1:-1]:
+            command = [sys.executable, __file__, "--serve", stage, "--port", "{port}"]
+            urls[stage] = servers.enter_context(bench_serve.server(command, env, "/healthz",
+                                                                   folder / f"{stage}.log"))
+        for url in urls.values():  # the first request loads and warms the model: not part of any round
+            httpx.post(url + "/predict", json={"model": MODEL, "inputs": [bench_serve.ROW]}, timeout=60)
+        for round_ in range(1, repeats + 1):
+            for stage in STAGES:
+                load = bench_serve.drive(urls[stage], MODEL, concurrency, seconds, folder)
+                rates.setdefault(stage, []).append(load.rps)
+                print(f"  [{round_}/{repeats}] {stage:<10} {load}", flush=True)
+    print(f"\nPOST /predict, one 64-float row of the digits MLP, wrk at {concurrency} connections; "
+          f"medians of {repeats} interleaved runs of {seconds} s")
+    print(f"{'stage':<10} {'req/s':>8} {'us/request':>11} {'step adds':>10}")
+    before = None
+    for stage in STAGES:
+        rps = statistics.median(rates[stage])
+        cost = 1e6 / rps
+        step = "" if before is None or stage == "protocol" else f"{cost - before:+.1f}"
+        print(f"{stage:<10} {rps:>8.0f} {cost:>11.1f} {step:>10}")
+        before = cost
+    floor, maas = statistics.median(rates["floor"]), statistics.median(rates["maas"])
+    print(f"\nmaas / floor {maas / floor:.2f}; maas's HTTP layer with a constant answer / floor "
+          f"{statistics.median(rates['protocol']) / floor:.2f}")
+
+
+# --- one stage, served -------------------------------------------------------------------------------------
+def serve(stage: str, port: int) -> None:
+    import gc
+
+    import orjson
+    import uvicorn
+
+    from maas.api import raw
+    from maas.api.protocol import HotPathProtocol
+    from maas.api.routes import predict
+    from maas.app import create_app
+    from maas.inference.codecs import decode_rows
+
+    app = create_app()
+    hot = app.hot_path
+    assert hot is not None
+    constant = raw.Answer(b'{"ok":true}')
+
+    async def bare(route: Any, scope: Any, headers: Any, body: bytes) -> raw.Answer:
+        orjson.loads(body)
+        return raw.Answer(constant.body)
+
+    async def handler(request: raw.RawRequest) -> raw.Answer:
+        if stage == "answer":
+            return raw.Answer(constant.body)
+        timing = raw.Timing(request.services)
+        engine = raw.engine_of(request.services)
+        principal = raw.authorize(request, "predict")
+        body = raw.json_object(request)
+        if stage == "auth+json":
+            return raw.Answer(constant.body)
+        name = request.path_params.get("name") or predict._model_name(body)
+        ref = raw.version_ref(body.get("version"))
+        servable = engine.resolved(principal.tenant, name, ref) or await engine.resolve(principal.tenant, name, ref)
+        timing.servable = servable
+        if stage != "resolve":
+            x = decode_rows(predict._inputs(body), servable.input_shape, servable.feature_names)
+            if stage == "infer":
+                await engine.infer(servable, None, x)
+        return timing.finish(raw.Answer(constant.body))
+
+    gc.freeze()  # the garbage collector's settings of maas serve (cli/main.py)
+    gc.set_threshold(50_000, 50, 1000)
+    if stage == "protocol":
+        hot.answer = bare  # type: ignore[method-assign]
+    for route in hot._exact.values():
+        route.endpoint.handler = handler  # type: ignore[attr-defined]
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, loop="auto",
+                http=HotPathProtocol.serving(app), proxy_headers=False, server_header=False)
+
+
+if __name__ == "__main__":
+    main()
