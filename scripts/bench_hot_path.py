@@ -17,18 +17,27 @@ stages is what that step costs a request over HTTP. Stages, each including the o
 - ``infer``: it also runs them through the model's batcher and ONNX Runtime (the answer is still a constant).
 - ``maas``: the real ``/predict`` (postprocessing and the JSON answer added).
 
-Run: ``.venv/bin/python scripts/bench_hot_path.py`` (~3 min). ``--serve STAGE --port P`` is the script serving
-one stage (what the benchmark starts in a subprocess).
+``--in-process`` measures the real handler without sockets instead: 64 clients on one event loop call
+``HotPath.answer`` (what ``api/protocol.py`` calls once a body is in) with the same request, so the cost of
+maas's own work shows without the HTTP layer and with far less noise than a server on this shared VM; to
+compare two checkouts, run it with ``PYTHONPATH=<the other checkout>`` too.
+
+Run: ``.venv/bin/python scripts/bench_hot_path.py`` (~3 min) or ``... --in-process`` (~30 s). ``--serve STAGE
+--port P`` is the script serving one stage (what the benchmark starts in a subprocess).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
+import json
 import os
 import shutil
 import statistics
 import sys
 import tempfile
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -47,17 +56,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=4, help="duration of each wrk run")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--in-process", action="store_true", help="the handler without sockets (see above)")
     parser.add_argument("--serve", choices=STAGES[1:], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.port)
         return
-    if shutil.which("wrk") is None:
+    if not args.in_process and shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install wrk)")
     folder = Path(tempfile.mkdtemp(prefix="maas-hot-path-"))
     try:
-        run(folder, args.seconds, args.repeats, args.concurrency)
+        if args.in_process:
+            run_loop(in_process(folder, args.concurrency, args.repeats))
+        else:
+            run(folder, args.seconds, args.repeats, args.concurrency)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -103,10 +116,61 @@ def run(folder: Path, seconds: int, repeats: int, concurrency: int) -> None:
           f"{statistics.median(rates['protocol']) / floor:.2f}")
 
 
+def run_loop(main: Any) -> None:
+    """``main`` on the event loop ``maas serve`` picks by default: uvloop when it is installed."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+# --- in-process ---------------------------------------------------------------------------------------------
+async def in_process(folder: Path, clients: int, repeats: int, requests: int = 1000) -> None:
+    import maas
+    from maas.app import create_app
+    from maas.config import Settings
+
+    print(f"maas from {Path(maas.__file__).parent}; {clients} clients x {requests} requests a round", flush=True)
+    files = bench_serve.build_models(folder, epochs=2)
+    app = create_app(Settings(data_dir=folder / "data", workers=0))
+    body = json.dumps({"model": MODEL, "inputs": [bench_serve.ROW]}).encode()
+    headers = {b"host": b"bench", b"content-type": b"application/json", b"content-length": b"%d" % len(body)}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=60) as http:
+            response = await http.post("/models", files={"file": ("m.onnx", files[MODEL].read_bytes())},
+                                       data={"name": MODEL, "metadata": json.dumps({"classes": list(range(10))})})
+            response.raise_for_status()
+        hot = app.hot_path
+        assert hot is not None
+        route = hot.route_for("/predict", {})
+        assert route is not None
+
+        async def client(count: int) -> None:
+            for _ in range(count):
+                scope = {"type": "http", "method": "POST", "path": "/predict", "app": app, "state": {},
+                         "headers": list(headers.items()), "route": route}
+                answer = await hot.answer(route, scope, dict(headers), body)
+                if answer.status != 200:
+                    raise RuntimeError(answer.body.decode())
+
+        await asyncio.gather(*(client(100) for _ in range(clients)))  # loads and warms the model
+        gc.freeze()  # the garbage collector's settings of maas serve (cli/main.py)
+        gc.set_threshold(50_000, 50, 1000)
+        costs = []
+        for round_ in range(1, repeats + 1):
+            started = time.perf_counter()
+            await asyncio.gather(*(client(requests) for _ in range(clients)))
+            costs.append((time.perf_counter() - started) / (clients * requests) * 1e6)
+            print(f"  [{round_}/{repeats}] {costs[-1]:.2f} us a request", flush=True)
+    print(f"\nPOST /predict's handler in-process, one 64-float row of the digits MLP, {clients} clients: "
+          f"median {statistics.median(costs):.2f} us a request")
+
+
 # --- one stage, served -------------------------------------------------------------------------------------
 def serve(stage: str, port: int) -> None:
-    import gc
-
     import orjson
     import uvicorn
 

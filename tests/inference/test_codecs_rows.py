@@ -8,6 +8,7 @@ import pytest
 
 from maas.errors import InvalidInput
 from maas.inference.codecs import decode_rows
+from maas.inference.codecs import rows as rows_codec
 
 IRIS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 
@@ -115,3 +116,41 @@ def test_large_finite_values_whose_float32_sum_overflows_are_accepted() -> None:
     # elementwise check must then let them through.
     x = decode_rows([[3e38, 3e38, 1.0, 2.0]], [4])
     assert x.dtype == np.float32 and np.isfinite(x).all()
+
+
+@pytest.mark.parametrize(
+    ("inputs", "packed"),
+    [
+        ([[1.5, -2.25, 3.0, 4.0]], True),  # one row
+        ([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]], True),  # ints, several rows
+        ([[True, False, 0, 2**70]], True),  # bools and a large int, as numpy converts them
+        ([[1e-50, -1e-50, 3.4028234e38, -3.4028234e38]], True),  # underflow to zero, the largest float32
+        ([["5.1", 1, 2, 3]], False),  # a numeric string: numpy's path, the same result
+        ([[1, 2, 3, 4], [5, 6, 7]], False),  # ragged: numpy's path names the short row
+    ],
+)
+def test_rows_decode_exactly_as_numpy_converts_them(inputs: list[list[Any]], packed: bool) -> None:
+    assert (rows_codec._pack_rows(inputs, 4) is not None) is packed
+    if not packed and len(inputs) > 1:
+        with pytest.raises(InvalidInput, match=r"inputs\[1\] has 3 values"):
+            decode_rows(inputs, [4])
+        return
+    x = decode_rows(inputs, [4])
+    expected = np.asarray(inputs, dtype=np.float32)
+    assert x.dtype == np.float32 and x.shape == expected.shape
+    assert x.tobytes() == expected.tobytes()
+    assert x.flags.writeable  # torch.from_numpy warns about read-only arrays
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e39, None, [1.0]])
+def test_packed_rows_leave_what_they_cannot_take_to_the_general_path(value: Any) -> None:
+    assert rows_codec._pack_rows([[1.0, 2.0, value]], 3) is None
+    with pytest.raises(InvalidInput, match=r"inputs\[0\]\[2\]"):
+        decode_rows([[1.0, 2.0, value]], [3])
+
+
+def test_packed_rows_round_like_numpy() -> None:
+    rng = np.random.default_rng(1)
+    values = rng.standard_normal((8, 64)) * 10.0 ** rng.integers(-40, 38, (8, 64))
+    as_json = orjson.loads(orjson.dumps(values.tolist()))
+    assert decode_rows(as_json, [64]).tobytes() == values.astype(np.float32).tobytes()
