@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
 import shutil
@@ -130,6 +129,7 @@ def run_loop(main: Any) -> None:
 async def in_process(folder: Path, clients: int, repeats: int, requests: int = 1000) -> None:
     import maas
     from maas.app import create_app
+    from maas.cli.main import tune_garbage_collector
     from maas.config import Settings
 
     print(f"maas from {Path(maas.__file__).parent}; {clients} clients x {requests} requests a round", flush=True)
@@ -157,8 +157,7 @@ async def in_process(folder: Path, clients: int, repeats: int, requests: int = 1
                     raise RuntimeError(answer.body.decode())
 
         await asyncio.gather(*(client(100) for _ in range(clients)))  # loads and warms the model
-        gc.freeze()  # the garbage collector's settings of maas serve (cli/main.py)
-        gc.set_threshold(50_000, 50, 1000)
+        tune_garbage_collector()  # as maas serve does
         costs = []
         for round_ in range(1, repeats + 1):
             started = time.perf_counter()
@@ -172,32 +171,31 @@ async def in_process(folder: Path, clients: int, repeats: int, requests: int = 1
 # --- one stage, served -------------------------------------------------------------------------------------
 def serve(stage: str, port: int) -> None:
     import orjson
-    import uvicorn
 
     from maas.api import raw
-    from maas.api.protocol import HotPathProtocol
     from maas.api.routes import predict
     from maas.app import create_app
+    from maas.cli.main import run_server
     from maas.inference.codecs import decode_rows
 
     app = create_app()
     hot = app.hot_path
     assert hot is not None
-    constant = raw.Answer(b'{"ok":true}')
+    constant = b'{"ok":true}'
 
     async def bare(route: Any, scope: Any, headers: Any, body: bytes) -> raw.Answer:
         orjson.loads(body)
-        return raw.Answer(constant.body)
+        return raw.Answer(constant)
 
     async def handler(request: raw.RawRequest) -> raw.Answer:
         if stage == "answer":
-            return raw.Answer(constant.body)
+            return raw.Answer(constant)
         timing = raw.Timing(request.services)
         engine = raw.engine_of(request.services)
         principal = raw.authorize(request, "predict")
         body = raw.json_object(request)
         if stage == "auth+json":
-            return raw.Answer(constant.body)
+            return raw.Answer(constant)
         name = request.path_params.get("name") or predict._model_name(body)
         ref = raw.version_ref(body.get("version"))
         servable = engine.resolved(principal.tenant, name, ref) or await engine.resolve(principal.tenant, name, ref)
@@ -206,16 +204,13 @@ def serve(stage: str, port: int) -> None:
             x = decode_rows(predict._inputs(body), servable.input_shape, servable.feature_names)
             if stage == "infer":
                 await engine.infer(servable, None, x)
-        return timing.finish(raw.Answer(constant.body))
+        return timing.finish(raw.Answer(constant))
 
-    gc.freeze()  # the garbage collector's settings of maas serve (cli/main.py)
-    gc.set_threshold(50_000, 50, 1000)
     if stage == "protocol":
         hot.answer = bare  # type: ignore[method-assign]
     for route in hot._exact.values():
         route.endpoint.handler = handler  # type: ignore[attr-defined]
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, loop="auto",
-                http=HotPathProtocol.serving(app), proxy_headers=False, server_header=False)
+    run_server(app, "127.0.0.1", port)  # maas serve's uvicorn settings and collector tuning
 
 
 if __name__ == "__main__":

@@ -53,10 +53,6 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address (MAAS_HOST
           http: Annotated[str, typer.Option(help="HTTP parser: auto (httptools when installed), h11, httptools.")
                           ] = "auto") -> None:
     """Apply migrations and serve the API, the job workers and the inference engine."""
-    import gc
-
-    import uvicorn
-
     from maas.app import create_app
     from maas.bootstrap import bind_is_safe, build_services, migrate
     from maas.observability.logging import configure_logging
@@ -73,6 +69,25 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address (MAAS_HOST
         console.print(f"[red]maas serve: {exc.message}[/red]")
         raise typer.Exit(2) from exc
     application = create_app(settings, services, run_migrations=False)
+    run_server(application, settings.host, settings.port, loop=loop, http=http)
+
+
+def run_server(application: MaasAPI, host: str, port: int, *, loop: str = "auto", http: str = "auto") -> None:
+    """Serve ``application`` with uvicorn as ``maas serve`` does (also what the benchmarks' servers run)."""
+    import uvicorn
+
+    tune_garbage_collector()
+    # No proxy-headers middleware: maas records no client addresses, and the layer costs every request (~1 us).
+    # No "server: uvicorn" header either: nothing gained by advertising it.
+    uvicorn.run(application, host=host, port=port, log_level="warning", access_log=False,
+                timeout_graceful_shutdown=30, loop=loop, http=_http_protocol(http, application),  # type: ignore[arg-type]
+                proxy_headers=False, server_header=False)
+
+
+def tune_garbage_collector() -> None:
+    """The collector settings of a long-running server; call once everything long-lived is built."""
+    import gc
+
     # Everything imported and built so far lives as long as the server: moved out of the collector's reach, a
     # full collection no longer walks it (measured: it was the source of 50-150 ms stalls under load).
     gc.freeze()
@@ -81,11 +96,6 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address (MAAS_HOST
     # threshold against 18.9-32.2 ms with the default (4 interleaved runs each). Most request objects die by
     # reference counting; what cycles remain wait a little longer.
     gc.set_threshold(50_000, 50, 1000)
-    # No proxy-headers middleware: maas records no client addresses, and the layer costs every request (~1 us).
-    # No "server: uvicorn" header either: nothing gained by advertising it.
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                timeout_graceful_shutdown=30, loop=loop, http=_http_protocol(http, application),  # type: ignore[arg-type]
-                proxy_headers=False, server_header=False)
 
 
 def _http_protocol(http: str, application: MaasAPI) -> str | type[asyncio.Protocol]:

@@ -126,20 +126,22 @@ def test_large_finite_values_whose_float32_sum_overflows_are_accepted() -> None:
         ([[True, False, 0, 2**70]], True),  # bools and a large int, as numpy converts them
         ([[1e-50, -1e-50, 3.4028234e38, -3.4028234e38]], True),  # underflow to zero, the largest float32
         ([["5.1", 1, 2, 3]], False),  # a numeric string: numpy's path, the same result
-        ([[1, 2, 3, 4], [5, 6, 7]], False),  # ragged: numpy's path names the short row
     ],
 )
 def test_rows_decode_exactly_as_numpy_converts_them(inputs: list[list[Any]], packed: bool) -> None:
     assert (rows_codec._pack_rows(inputs, 4) is not None) is packed
-    if not packed and len(inputs) > 1:
-        with pytest.raises(InvalidInput, match=r"inputs\[1\] has 3 values"):
-            decode_rows(inputs, [4])
-        return
     x = decode_rows(inputs, [4])
     expected = np.asarray(inputs, dtype=np.float32)
     assert x.dtype == np.float32 and x.shape == expected.shape
     assert x.tobytes() == expected.tobytes()
     assert x.flags.writeable  # torch.from_numpy warns about read-only arrays
+
+
+def test_ragged_rows_take_the_general_path_that_names_the_short_row() -> None:
+    ragged = [[1, 2, 3, 4], [5, 6, 7]]
+    assert rows_codec._pack_rows(ragged, 4) is None
+    with pytest.raises(InvalidInput, match=r"inputs\[1\] has 3 values"):
+        decode_rows(ragged, [4])
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e39, None, [1.0]])

@@ -78,16 +78,13 @@ def _pack_rows(rows: list[Any], width: int) -> np.ndarray | None:
     layout = _row_layout(width)
     buffer = bytearray(layout.size * len(rows))  # writable, unlike bytes: torch.from_numpy warns on read-only
     try:
-        if len(rows) == 1:
-            layout.pack_into(buffer, 0, *rows[0])
-        else:
-            for i, row in enumerate(rows):
-                layout.pack_into(buffer, i * layout.size, *row)
+        for i, row in enumerate(rows):
+            layout.pack_into(buffer, i * layout.size, *row)
     except (struct.error, OverflowError):
         return None
     # After struct accepted them, a NaN or infinity is the only way to a non-finite sum (float32-sized values
     # cannot overflow a float64 sum).
-    if not math.isfinite(sum(rows[0]) if len(rows) == 1 else sum(map(sum, rows))):
+    if not math.isfinite(sum(map(sum, rows))):
         return None
     return np.frombuffer(buffer, dtype=np.float32).reshape(len(rows), width)
 
