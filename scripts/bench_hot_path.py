@@ -17,6 +17,10 @@ stages is what that step costs a request over HTTP. Stages, each including the o
 - ``infer``: it also runs them through the model's batcher and ONNX Runtime (the answer is still a constant).
 - ``maas``: the real ``/predict`` (postprocessing and the JSON answer added).
 
+One more server stands beside the chain: ``no-task`` is ``protocol`` answering from the parser's
+``on_message_complete`` itself, with no task per request. Against ``protocol`` it bounds what a hot path
+without tasks (the handler's continuation as callbacks on the batch) could save over HTTP.
+
 ``--in-process`` measures the real handler without sockets instead: 64 clients on one event loop call
 ``HotPath.answer`` (what ``api/protocol.py`` calls once a body is in) with the same request, so the cost of
 maas's own work shows without the HTTP layer and with far less noise than a server on this shared VM; to
@@ -47,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_serve  # a sibling script: its models, servers and wrk driver
 
 STAGES = ("floor", "protocol", "answer", "auth+json", "resolve", "decode", "infer", "maas")
+BESIDE = ("no-task",)  # measured in every round, not part of the chain
 MODEL = "digits-mlp"
 
 
@@ -56,7 +61,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--in-process", action="store_true", help="the handler without sockets (see above)")
-    parser.add_argument("--serve", choices=STAGES[1:], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=(*STAGES[1:], *BESIDE), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -89,14 +94,14 @@ def run(folder: Path, seconds: int, repeats: int, concurrency: int) -> None:
         bench_serve.import_models(urls["maas"], {MODEL: files[MODEL]})
         urls["floor"] = servers.enter_context(bench_serve.server(
             bench_serve.uvicorn_command(folder, "floor_app", stack), {}, "/docs", folder / "floor.log"))
-        for stage in STAGES[1:-1]:
+        for stage in (*STAGES[1:-1], *BESIDE):
             command = [sys.executable, __file__, "--serve", stage, "--port", "{port}"]
             urls[stage] = servers.enter_context(bench_serve.server(command, env, "/healthz",
                                                                    folder / f"{stage}.log"))
         for url in urls.values():  # the first request loads and warms the model: not part of any round
             httpx.post(url + "/predict", json={"model": MODEL, "inputs": [bench_serve.ROW]}, timeout=60)
         for round_ in range(1, repeats + 1):
-            for stage in STAGES:
+            for stage in (*STAGES, *BESIDE):
                 load = bench_serve.drive(urls[stage], MODEL, concurrency, seconds, folder)
                 rates.setdefault(stage, []).append(load.rps)
                 print(f"  [{round_}/{repeats}] {stage:<10} {load}", flush=True)
@@ -110,6 +115,9 @@ def run(folder: Path, seconds: int, repeats: int, concurrency: int) -> None:
         step = "" if before is None or stage == "protocol" else f"{cost - before:+.1f}"
         print(f"{stage:<10} {rps:>8.0f} {cost:>11.1f} {step:>10}")
         before = cost
+    protocol, no_task = statistics.median(rates["protocol"]), statistics.median(rates["no-task"])
+    print(f"{'no-task':<10} {no_task:>8.0f} {1e6 / no_task:>11.1f} {1e6 / no_task - 1e6 / protocol:>+10.1f}"
+          "  (protocol without a task per request: beside the chain, against protocol)")
     floor, maas = statistics.median(rates["floor"]), statistics.median(rates["maas"])
     print(f"\nmaas / floor {maas / floor:.2f}; maas's HTTP layer with a constant answer / floor "
           f"{statistics.median(rates['protocol']) / floor:.2f}")
@@ -206,11 +214,37 @@ def serve(stage: str, port: int) -> None:
                 await engine.infer(servable, None, x)
         return timing.finish(raw.Answer(constant))
 
-    if stage == "protocol":
+    if stage in ("protocol", "no-task"):
         hot.answer = bare  # type: ignore[method-assign]
+    if stage == "no-task":
+        answer_at_once(bare)
     for route in hot._exact.values():
         route.endpoint.handler = handler  # type: ignore[attr-defined]
     run_server(app, "127.0.0.1", port)  # maas serve's uvicorn settings and collector tuning
+
+
+def answer_at_once(bare: Any) -> None:
+    """``HotPathProtocol`` answering a hot request in ``on_message_complete`` itself: no task, no await."""
+    from maas.api.protocol import HotPathProtocol
+
+    uvicorns = super(HotPathProtocol, HotPathProtocol).on_message_complete
+
+    def on_message_complete(self: HotPathProtocol) -> None:
+        if self._route is None:
+            uvicorns(self)
+            return
+        cycle, body = self.cycle, bytes(self._body)
+        self._route = self._scope = self._headers = self._body = None  # type: ignore[assignment]
+        coroutine = bare(None, None, None, body)
+        try:
+            coroutine.send(None)  # ``bare`` never suspends: it finishes here
+        except StopIteration as done:
+            answer = done.value
+        else:
+            raise RuntimeError("the constant handler suspended")
+        self._write(cycle, answer)  # type: ignore[arg-type]
+
+    HotPathProtocol.on_message_complete = on_message_complete  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ SCORES = "probabilities"
 VALUES = "prediction"
 LABELS = "label"
 CLASS_SCORES = "maas.class_scores"  # annotate's probabilities: internal, never sent as a V2 output
-_SMALL = 256  # values: below this, checks in Python beat numpy's per-call overhead
+_SMALL = 64  # values: up to this, checks in Python beat numpy's per-call overhead (even at ~80 here)
 
 
 def annotate(servable: ServableVersion, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -107,8 +107,9 @@ def _first(outputs: dict[str, np.ndarray], preferred: str) -> np.ndarray:
 
 
 def _is_distribution(scores: np.ndarray) -> bool:
-    # Runs once per request: on the usual one-row answer, plain Python over the few values is ~4x faster than
-    # numpy's reductions (each costs ~1 us of call overhead), and np.allclose took ~20 us.
+    # Runs once per batch: on a small one, plain Python over the few values beats numpy's four reductions (each
+    # ~1 us of call overhead: 0.6 us against 3.2 us for one row of 10 classes), up to ~8 rows of 10 classes;
+    # 24 rows took 9.3 us in Python, 3.6 us in numpy. np.allclose took ~20 us.
     if scores.size <= _SMALL:
         return all(min(row) >= -1e-6 and abs(sum(row) - 1.0) <= 1e-3 for row in scores.tolist())
     sums = scores.sum(axis=1)
