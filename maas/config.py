@@ -117,9 +117,10 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(default=30.0, gt=0)
     """Deadline of a prediction request, queueing included (504 past it)."""
 
-    inline_batch_us: float = Field(default=300.0, ge=0)
-    """Batches a model computes faster than this (moving average) run on the event loop instead of the model's
-    thread: the thread hand-off costs more than such a batch. 0 = always use the model's thread."""
+    inline_batch_us: float = Field(default=150.0, ge=0)
+    """A batch runs on the event loop instead of the model's thread when the model's time per request in it
+    (moving average) is under this, and the whole batch's under 8 times this: the thread hand-off costs more
+    than such a batch gains by overlapping the loop's work. 0 = always use the model's thread."""
 
     ort_intra_op_threads: int = Field(default=1, ge=0)
     """ONNX Runtime intra-op threads per session (0 = ORT's default: all cores)."""

@@ -4,10 +4,14 @@ Opportunistic by default: whenever the model can take a batch, the consumer take
 (up to ``max_batch_size`` rows) and runs it at once, so a lone request never waits for company and a burst is
 absorbed in as few model calls as possible. ``max_delay_ms > 0`` adds a timed window for callers who prefer
 fuller batches to lower latency. The model runs on an executor thread, so the event loop keeps accepting --
-except batches that take less than ``inline_below_s`` (by a moving average of the model's own compute time):
-handing those to a thread and back costs more than running them (measured ~100-300 us of wake-ups on a
-2-core VM against 15-200 us for a small MLP's whole batch), so they run on the event loop directly, and only
-while no batch is on the thread (a backend is never called from two threads at once).
+except where the model's own time per request in the batch (a moving average) is under ``inline_below_s``:
+handing a batch to a thread and back costs wake-ups on both sides and slows whatever the other core runs, so
+a batch whose compute is small beside the event loop's own work for its requests (parsing, answering) runs on
+the loop directly, and only while no batch is on the thread (a backend is never called from two threads at
+once). Measured on 2 cores: the MLP's batches of ~24 one-row requests and its 64-row requests (~60 us each)
+were faster inline; the CNN's 64-row requests (~220 us each) were faster on the thread, where their compute
+overlaps the parsing of the next request. A batch is also sent to the thread when its estimated compute would
+hold the loop longer than ``_INLINE_CAP`` times the limit (many requests of a slower model).
 
 Batches on the thread are pipelined: while one runs, a second *full* batch (``max_batch_size`` rows queued)
 is handed over too, up to ``max_in_flight`` (default 2), so the thread starts it the moment it finishes the
@@ -40,6 +44,7 @@ from maas.errors import DeadlineExceeded, InferenceFailed, MaasError, Overloaded
 from maas.inference import collate
 
 logger = logging.getLogger(__name__)
+_INLINE_CAP = 8  # a batch runs inline only if its estimated compute is under this many times inline_below_s
 
 RunBatch = Callable[[np.ndarray], dict[str, np.ndarray]]
 Outputs = dict[str, np.ndarray]
@@ -163,7 +168,8 @@ class DynamicBatcher:
         self._closing = False
         self._batch_seconds = 0.01  # moving average of one model call; sizes Retry-After
         self._inline_below_s = inline_below_s
-        self._compute_seconds = compute_estimate_s  # moving average of the model's own time per batch
+        # Moving average of the model's own time per request of a batch: decides where the next batch runs.
+        self._compute_per_request = compute_estimate_s
         self._deadline_timer: asyncio.TimerHandle | None = None  # see _check_deadlines_at
         self._deadline_check_at = math.inf
         self._observer.watch_queue(lambda: self.queue_depth)
@@ -259,7 +265,7 @@ class DynamicBatcher:
                 batch = self._take()
                 if not batch:
                     continue
-                if not self._in_flight and self._compute_seconds < self._inline_below_s:
+                if self._runs_inline(len(batch)):
                     self._execute_inline(batch)
                 else:
                     self._dispatch(batch)
@@ -268,6 +274,13 @@ class DynamicBatcher:
                 task.cancel()
             await self._settle()
             raise
+
+    def _runs_inline(self, requests: int) -> bool:
+        """Whether a batch of ``requests`` should run on the event loop (see the module's docstring)."""
+        if self._in_flight:
+            return False
+        per_request = self._compute_per_request
+        return per_request < self._inline_below_s and per_request * requests < _INLINE_CAP * self._inline_below_s
 
     def _waiting_on_thread(self) -> int:
         """Requests in the batches handed over behind the one that runs (the oldest): they still wait.
@@ -335,7 +348,7 @@ class DynamicBatcher:
         started = time.perf_counter()
         try:
             inputs, offsets = collate.stack([r.x for r in batch])
-            outputs = await self._loop.run_in_executor(self._executor, self._timed_run, inputs)
+            outputs = await self._loop.run_in_executor(self._executor, self._timed_run, inputs, len(batch))
         except asyncio.CancelledError:  # stop() gave up draining: this batch's waiters must not hang
             _fail(batch, _unloaded())
             raise
@@ -349,7 +362,7 @@ class DynamicBatcher:
         started = time.perf_counter()
         try:
             inputs, offsets = collate.stack([r.x for r in batch])
-            outputs = self._timed_run(inputs)
+            outputs = self._timed_run(inputs, len(batch))
         except Exception as exc:  # as above: this batch's requests only
             self._finish(batch, [], exc, started)
         else:
@@ -375,10 +388,11 @@ class DynamicBatcher:
         rows = sum(r.rows for r in batch)
         self._observer.on_batch(rows, len(batch), seconds, error is not None)
 
-    def _timed_run(self, inputs: np.ndarray) -> Outputs:
+    def _timed_run(self, inputs: np.ndarray, requests: int) -> Outputs:
         started = time.perf_counter()
         outputs = self._run_batch(inputs)
-        self._compute_seconds = 0.8 * self._compute_seconds + 0.2 * (time.perf_counter() - started)
+        per_request = (time.perf_counter() - started) / requests
+        self._compute_per_request = 0.8 * self._compute_per_request + 0.2 * per_request
         return outputs
 
     # --- deadlines -------------------------------------------------------------------------------------

@@ -169,6 +169,47 @@ async def test_a_batch_that_is_not_full_waits_for_the_thread_and_gathers_what_ar
     assert model.batches == [1, 3]
 
 
+class TimedModel:
+    """Costs ``per_row`` seconds a row and notes the thread that ran each batch."""
+
+    def __init__(self, per_row: float) -> None:
+        self.per_row = per_row
+        self.threads: list[str] = []
+
+    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        self.threads.append(threading.current_thread().name)
+        time.sleep(self.per_row * batch.shape[0])
+        return {"y": batch * 2 + 1}
+
+
+@pytest.mark.parametrize(
+    ("per_row", "requests", "rows_each", "inline"),
+    [
+        (1e-5, 8, 1, True),  # a small model's batch of one-row requests
+        (1e-5, 1, 64, True),  # one bulk request of a small model: 0.64 ms of compute, under 2 ms a request
+        (2e-4, 1, 20, False),  # one bulk request of a slower model: 4 ms of compute for it, over 2 ms
+        (1e-3, 2, 1, True),  # 2 ms for the batch, but 1 ms a request
+        (1e-3, 20, 1, False),  # 1 ms a request, but 20 of them would hold the loop 20 ms, over 8x the limit
+    ],
+)
+async def test_a_batch_runs_inline_when_its_compute_per_request_is_under_the_limit(
+    per_row: float, requests: int, rows_each: int, inline: bool
+) -> None:
+    timed = TimedModel(per_row)
+    executor = ThreadPoolExecutor(1, thread_name_prefix="model")
+    batcher = DynamicBatcher(timed, max_batch_size=64, executor=executor, inline_below_s=2e-3,
+                             compute_estimate_s=per_row * rows_each)
+    batcher.start()
+    for _ in range(3):  # the moving average follows what the batches really cost
+        results = await asyncio.gather(*(batcher.submit(rows(i, rows_each), soon()) for i in range(requests)))
+        assert [r["y"][0, 0] for r in results] == [2 * i + 1 for i in range(requests)]
+    await batcher.stop(1.0)
+    executor.shutdown()
+    assert len(timed.threads) == 3
+    on_loop = threading.current_thread().name
+    assert all((name == on_loop) == inline for name in timed.threads), timed.threads
+
+
 async def test_a_timed_window_gathers_requests_when_max_delay_is_set(make_batcher, model: AffineModel) -> None:
     batcher = make_batcher(max_batch_size=8, max_delay_ms=100)
     tasks = []

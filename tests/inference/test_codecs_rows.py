@@ -156,3 +156,15 @@ def test_packed_rows_round_like_numpy() -> None:
     values = rng.standard_normal((8, 64)) * 10.0 ** rng.integers(-40, 38, (8, 64))
     as_json = orjson.loads(orjson.dumps(values.tolist()))
     assert decode_rows(as_json, [64]).tobytes() == values.astype(np.float32).tobytes()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("rows", [1, 40])  # 40 rows of 64 take numpy's finite test, one row Python's sum
+def test_a_non_finite_value_is_named_in_few_rows_and_in_many(value: float, rows: int) -> None:
+    inputs = [[float(i)] * 64 for i in range(rows)]
+    inputs[-1][5] = value
+    assert rows_codec._pack_rows(inputs, 64) is None
+    with pytest.raises(InvalidInput, match=rf"inputs\[{rows - 1}\]\[5\] is {value}"):
+        decode_rows(inputs, [64])
+    inputs[-1][5] = 1.0
+    assert decode_rows(inputs, [64]).tobytes() == np.asarray(inputs, dtype=np.float32).tobytes()

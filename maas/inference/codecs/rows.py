@@ -30,6 +30,7 @@ warnings.filterwarnings("ignore", "overflow encountered in reduce", RuntimeWarni
 
 Shape = tuple[int, ...]  # per sample, no batch dimension; -1 = any size
 _MAX_DETAILS = 10
+_PYTHON_SUM_UP_TO = 512  # values: _pack_rows's finite test, see there
 
 
 def decode_rows(
@@ -82,11 +83,16 @@ def _pack_rows(rows: list[Any], width: int) -> np.ndarray | None:
             layout.pack_into(buffer, i * layout.size, *row)
     except (struct.error, OverflowError):
         return None
+    array = np.frombuffer(buffer, dtype=np.float32).reshape(len(rows), width)
     # After struct accepted them, a NaN or infinity is the only way to a non-finite sum (float32-sized values
-    # cannot overflow a float64 sum).
-    if not math.isfinite(sum(map(sum, rows))):
+    # cannot overflow a float64 sum). Python's sum skips numpy's call overhead on a few rows; from ~8 rows of 64
+    # numpy's test is the cheaper (4,096 values: 1.4 us against 15.7 us).
+    if array.size <= _PYTHON_SUM_UP_TO:
+        if not math.isfinite(sum(map(sum, rows))):
+            return None
+    elif not np.isfinite(array).all():
         return None
-    return np.frombuffer(buffer, dtype=np.float32).reshape(len(rows), width)
+    return array
 
 
 @functools.lru_cache(maxsize=64)
