@@ -293,7 +293,17 @@ def version_ref(value: Any, field: str = "version") -> Ref:
 
 
 def json_answer(content: Any, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None) -> Answer:
-    return Answer(orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY), status, JSON, headers or [])
+    """``content`` as JSON; numpy arrays as orjson writes them (see ``postprocess.postprocess``)."""
+    return Answer(orjson.dumps(content, default=_as_list, option=orjson.OPT_SERIALIZE_NUMPY), status, JSON,
+                  headers or [])
+
+
+def _as_list(value: Any) -> Any:
+    """What orjson's numpy support refuses (arrays of objects, or not C-contiguous), written as lists."""
+    tolist = getattr(value, "tolist", None)
+    if tolist is None:
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    return tolist()
 
 
 def error_answer(error: MaasError, body: dict[str, Any], status: int) -> Answer:

@@ -102,7 +102,8 @@ async def test_concurrent_predictions_each_get_their_own_rows(engine: InferenceE
 
 async def test_four_becomes_nine_through_the_whole_path(engine: InferenceEngine) -> None:
     result = await engine.predict("acme", "affine", 1, "onnx", np.full([1, 4], 4.0, dtype=np.float32))
-    assert engine.postprocess(await engine.resolve("acme", "affine", 1), result.outputs) == {
+    answer = engine.postprocess(await engine.resolve("acme", "affine", 1), result.outputs)
+    assert orjson.loads(orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)) == {
         "predictions": [[9.0, 9.0, 9.0, 9.0]]
     }
 
@@ -112,7 +113,7 @@ async def test_classifiers_answer_in_the_datasets_own_labels(engine: InferenceEn
     result = await engine.predict("acme", "iris", None, None, x)
     servable = await engine.resolve("acme", "iris")
     answer = engine.postprocess(servable, result.outputs)
-    assert answer["predictions"] == IRIS_CLASSES
+    assert answer["predictions"].tolist() == IRIS_CLASSES
     assert np.allclose(np.sum(answer["probabilities"], axis=1), 1.0)
     v2 = engine.v2_outputs(servable, result.outputs)
     assert v2["label"].tolist() == IRIS_CLASSES
@@ -268,7 +269,7 @@ async def test_the_predict_data_plane_from_json_rows_to_labels(
     servable = await engine.resolve("acme", "named", None)
     x = decode_rows(body["inputs"], servable.input_shape, servable.feature_names)
     answer = engine.postprocess(servable, (await engine.infer(servable, None, x)).outputs)
-    assert answer["predictions"] == ["virginica", "versicolor"]
+    assert answer["predictions"].tolist() == ["virginica", "versicolor"]
 
 
 @pytest.mark.parametrize("binary", [False, True])

@@ -3,12 +3,19 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
+from maas.api.raw import json_answer
 from maas.errors import InferenceFailed
 from maas.inference.postprocess import annotate, class_scores, label_spec, postprocess, with_labels
 from maas.inference.servable import ServableVersion
 from tests.inference.fakes import make_servable
+
+
+def sent(answer: dict[str, Any]) -> dict[str, Any]:
+    """``answer`` as a client reads it: written as ``json_answer`` writes it, parsed back."""
+    return dict(orjson.loads(json_answer(answer).body))
 
 
 def classifier(classes: list[Any] | None) -> ServableVersion:
@@ -33,13 +40,19 @@ def test_scores_become_probabilities(outputs: dict[str, np.ndarray], expected: A
 
 
 def test_predictions_are_the_datasets_own_labels() -> None:
-    answer = postprocess(classifier(["cat", "dog", "eel"]), {"probabilities": PROBS})
+    answer = sent(postprocess(classifier(["cat", "dog", "eel"]), {"probabilities": PROBS}))
     assert answer["predictions"] == ["dog", "cat"]
     np.testing.assert_allclose(answer["probabilities"], PROBS)
 
 
 def test_without_known_classes_predictions_are_indices() -> None:
-    assert postprocess(classifier(None), {"probabilities": PROBS})["predictions"] == [1, 0]
+    assert sent(postprocess(classifier(None), {"probabilities": PROBS}))["predictions"] == [1, 0]
+
+
+def test_float32_scores_are_written_as_their_shortest_text_and_read_back_exactly() -> None:
+    body = json_answer(postprocess(classifier(None), {"probabilities": PROBS})).body
+    assert b'"probabilities":[[0.1,0.7,0.2],[0.6,0.3,0.1]]' in body  # not 0.10000000149011612
+    assert np.array_equal(np.asarray(orjson.loads(body)["probabilities"], dtype=np.float32), PROBS)
 
 
 def test_integer_classes_make_an_int64_label_tensor() -> None:
@@ -61,7 +74,7 @@ def test_a_score_count_that_disagrees_with_the_classes_is_an_inference_failure()
 )
 def test_regression_returns_values(values: np.ndarray, expected: list[Any]) -> None:
     servable = make_servable({}, task="regression")
-    assert postprocess(servable, {"prediction": values}) == {"predictions": expected}
+    assert sent(postprocess(servable, {"prediction": values})) == {"predictions": expected}
     assert with_labels(servable, {"prediction": values}) == {"prediction": values}
 
 
@@ -87,3 +100,12 @@ def test_annotating_a_regressor_changes_nothing() -> None:
     servable = make_servable({}, task="regression")
     values = {"prediction": np.array([[1.5], [2.5]], np.float32)}
     assert annotate(servable, values) is values
+
+
+def test_arrays_orjson_refuses_are_written_as_lists() -> None:
+    strided = np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2]  # not C-contiguous
+    labels = np.asarray(["cat", 3], dtype=object)
+    assert orjson.loads(json_answer({"a": strided, "b": labels}).body) == {"a": [[0, 2], [4, 6], [8, 10]],
+                                                                           "b": ["cat", 3]}
+    with pytest.raises(TypeError):
+        json_answer({"a": object()})
