@@ -88,47 +88,6 @@ class _Request:
         self.rows: int = x.shape[0]
 
 
-class _Wakeup:
-    """``asyncio.Event`` for the one consumer of a batcher, bound to its loop once.
-
-    ``Event.wait`` (like ``asyncio.get_running_loop``) looks the running loop up on every call, and on CPython
-    3.11 that lookup makes a ``getpid()`` system call: measured ~4% of the event loop's time under 64 clients of
-    a small model, most of it the kernel's work that a system call lets in, not the call itself.
-    """
-
-    __slots__ = ("_flag", "_loop", "_waiter")
-
-    def __init__(self) -> None:
-        self._flag = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiter: asyncio.Future[None] | None = None
-
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-
-    def set(self) -> None:
-        if self._flag:
-            return
-        self._flag = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def clear(self) -> None:
-        self._flag = False
-
-    async def wait(self) -> None:
-        if self._flag:
-            return
-        if self._loop is None:
-            raise RuntimeError("The batcher was not started.")
-        waiter = self._waiter = self._loop.create_future()
-        try:
-            await waiter
-        finally:
-            self._waiter = None
-
-
 class DynamicBatcher:
     _loop: asyncio.AbstractEventLoop  # the loop that runs the batcher, from ``start`` on
 
@@ -160,7 +119,7 @@ class DynamicBatcher:
         self._observer = observer or NullBatchObserver()
         self._queue: deque[_Request] = deque()
         self._queued_rows = 0  # rows of the requests in _queue
-        self._wakeup = _Wakeup()
+        self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # Batches handed to the executor, not yet answered, oldest first, with their requests.
         self._in_flight: dict[asyncio.Task[None], list[_Request]] = {}
@@ -195,9 +154,8 @@ class DynamicBatcher:
 
     def start(self) -> None:
         if self._task is None:
-            # Kept, not looked up per request: see ``_Wakeup``.
+            # Kept, not looked up per request: on CPython 3.11 each lookup makes a getpid() system call.
             self._loop = asyncio.get_running_loop()
-            self._wakeup.bind(self._loop)
             self._task = self._loop.create_task(self._consume(), name="maas-batcher")
 
     async def submit(self, x: np.ndarray, deadline: float) -> Outputs:
