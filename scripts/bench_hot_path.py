@@ -15,16 +15,14 @@ stages is what that step costs a request over HTTP. Stages, each including the o
 - ``resolve``: it also resolves the model's version (the cached alias map) and records the inference metrics.
 - ``decode``: it also decodes ``inputs`` to float32 and validates them.
 - ``infer``: it also runs them through the model's batcher and ONNX Runtime (the answer is still a constant).
-- ``maas``: the real ``/predict`` (postprocessing and the JSON answer added).
-
-One more server stands beside the chain: ``no-task`` is ``protocol`` answering from the parser's
-``on_message_complete`` itself, with no task per request. Against ``protocol`` it bounds what a hot path
-without tasks (the handler's continuation as callbacks on the batch) could save over HTTP.
+- ``awaited``: the real ``/predict`` handler (postprocessing and the JSON answer added), awaited in a task per
+  request, as every stage above: ``HotPath.answer``.
+- ``maas``: the real ``/predict`` as ``maas serve`` answers it, by callback without a task (``HotPath.start``).
 
 ``--in-process`` measures the real handler without sockets instead: 64 clients on one event loop call
-``HotPath.answer`` (what ``api/protocol.py`` calls once a body is in) with the same request, so the cost of
-maas's own work shows without the HTTP layer and with far less noise than a server on this shared VM; to
-compare two checkouts, run it with ``PYTHONPATH=<the other checkout>`` too.
+``HotPath.start`` (what ``api/protocol.py`` calls once a body is in) with the same request and wait for its
+reply, so the cost of maas's own work shows without the HTTP layer and with far less noise than a server on
+this shared VM; to compare two checkouts, run it with ``PYTHONPATH=<the other checkout>`` too.
 
 Run: ``.venv/bin/python scripts/bench_hot_path.py`` (~3 min) or ``... --in-process`` (~30 s). ``--serve STAGE
 --port P`` is the script serving one stage (what the benchmark starts in a subprocess).
@@ -50,8 +48,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_serve  # a sibling script: its models, servers and wrk driver
 
-STAGES = ("floor", "protocol", "answer", "auth+json", "resolve", "decode", "infer", "maas")
-BESIDE = ("no-task",)  # measured in every round, not part of the chain
+STAGES = ("floor", "protocol", "answer", "auth+json", "resolve", "decode", "infer", "awaited", "maas")
 MODEL = "digits-mlp"
 
 
@@ -61,7 +58,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--in-process", action="store_true", help="the handler without sockets (see above)")
-    parser.add_argument("--serve", choices=(*STAGES[1:], *BESIDE), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=STAGES[1:-1], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -94,14 +91,14 @@ def run(folder: Path, seconds: int, repeats: int, concurrency: int) -> None:
         bench_serve.import_models(urls["maas"], {MODEL: files[MODEL]})
         urls["floor"] = servers.enter_context(bench_serve.server(
             bench_serve.uvicorn_command(folder, "floor_app", stack), {}, "/docs", folder / "floor.log"))
-        for stage in (*STAGES[1:-1], *BESIDE):
+        for stage in STAGES[1:-1]:
             command = [sys.executable, __file__, "--serve", stage, "--port", "{port}"]
             urls[stage] = servers.enter_context(bench_serve.server(command, env, "/healthz",
                                                                    folder / f"{stage}.log"))
         for url in urls.values():  # the first request loads and warms the model: not part of any round
             httpx.post(url + "/predict", json={"model": MODEL, "inputs": [bench_serve.ROW]}, timeout=60)
         for round_ in range(1, repeats + 1):
-            for stage in (*STAGES, *BESIDE):
+            for stage in STAGES:
                 load = bench_serve.drive(urls[stage], MODEL, concurrency, seconds, folder)
                 rates.setdefault(stage, []).append(load.rps)
                 print(f"  [{round_}/{repeats}] {stage:<10} {load}", flush=True)
@@ -115,9 +112,6 @@ def run(folder: Path, seconds: int, repeats: int, concurrency: int) -> None:
         step = "" if before is None or stage == "protocol" else f"{cost - before:+.1f}"
         print(f"{stage:<10} {rps:>8.0f} {cost:>11.1f} {step:>10}")
         before = cost
-    protocol, no_task = statistics.median(rates["protocol"]), statistics.median(rates["no-task"])
-    print(f"{'no-task':<10} {no_task:>8.0f} {1e6 / no_task:>11.1f} {1e6 / no_task - 1e6 / protocol:>+10.1f}"
-          "  (protocol without a task per request: beside the chain, against protocol)")
     floor, maas = statistics.median(rates["floor"]), statistics.median(rates["maas"])
     print(f"\nmaas / floor {maas / floor:.2f}; maas's HTTP layer with a constant answer / floor "
           f"{statistics.median(rates['protocol']) / floor:.2f}")
@@ -136,6 +130,7 @@ def run_loop(main: Any) -> None:
 # --- in-process ---------------------------------------------------------------------------------------------
 async def in_process(folder: Path, clients: int, repeats: int, requests: int = 1000) -> None:
     import maas
+    from maas.api import raw
     from maas.app import create_app
     from maas.cli.main import tune_garbage_collector
     from maas.config import Settings
@@ -156,11 +151,16 @@ async def in_process(folder: Path, clients: int, repeats: int, requests: int = 1
         route = hot.route_for("/predict", {})
         assert route is not None
 
+        loop = asyncio.get_running_loop()
+
         async def client(count: int) -> None:
             for _ in range(count):
                 scope = {"type": "http", "method": "POST", "path": "/predict", "app": app, "state": {},
                          "headers": list(headers.items()), "route": route}
-                answer = await hot.answer(route, scope, dict(headers), body)
+                replied: asyncio.Future[raw.Answer] = loop.create_future()
+                if hot.start(route, scope, dict(headers), body, replied.set_result) is None:  # resolve or load
+                    replied.set_result(await hot.answer(route, scope, dict(headers), body))
+                answer = await replied
                 if answer.status != 200:
                     raise RuntimeError(answer.body.decode())
 
@@ -214,37 +214,13 @@ def serve(stage: str, port: int) -> None:
                 await engine.infer(servable, None, x)
         return timing.finish(raw.Answer(constant))
 
-    if stage in ("protocol", "no-task"):
+    if stage == "protocol":
         hot.answer = bare  # type: ignore[method-assign]
-    if stage == "no-task":
-        answer_at_once(bare)
     for route in hot._exact.values():
-        route.endpoint.handler = handler  # type: ignore[attr-defined]
+        route.endpoint.start = None  # type: ignore[attr-defined]  # awaited in a task: HotPath.answer
+        if stage != "awaited":
+            route.endpoint.handler = handler  # type: ignore[attr-defined]
     run_server(app, "127.0.0.1", port)  # maas serve's uvicorn settings and collector tuning
-
-
-def answer_at_once(bare: Any) -> None:
-    """``HotPathProtocol`` answering a hot request in ``on_message_complete`` itself: no task, no await."""
-    from maas.api.protocol import HotPathProtocol
-
-    uvicorns = super(HotPathProtocol, HotPathProtocol).on_message_complete
-
-    def on_message_complete(self: HotPathProtocol) -> None:
-        if self._route is None:
-            uvicorns(self)
-            return
-        cycle, body = self.cycle, bytes(self._body)
-        self._route = self._scope = self._headers = self._body = None  # type: ignore[assignment]
-        coroutine = bare(None, None, None, body)
-        try:
-            coroutine.send(None)  # ``bare`` never suspends: it finishes here
-        except StopIteration as done:
-            answer = done.value
-        else:
-            raise RuntimeError("the constant handler suspended")
-        self._write(cycle, answer)  # type: ignore[arg-type]
-
-    HotPathProtocol.on_message_complete = on_message_complete  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ table and OpenAPI document stay complete.
 ``HotPath`` does for its routes what ``RequestMiddleware`` does for the others (request id, body limit,
 per-route metrics, a logged 500 for a bug) inline, without the middleware's wrapped ``receive`` and ``send``
 and its context manager: measured ~10% of a small model's request. Hot routes are not audited anyway.
+Beneath ASGI (``protocol.HotPathProtocol``) it serves a request by callback (``start``, an ``Exchange``) or, where
+the endpoint must await, in a task (``answer``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from fastapi import FastAPI
 from starlette.routing import Route
 
 from maas.api.deps import Services
-from maas.api.raw import Answer, RawEndpoint, RawRequest, json_answer
+from maas.api.raw import Answer, Pending, RawEndpoint, RawRequest, Reply, json_answer
 from maas.observability import context
 from maas.observability.metrics import Metrics
 from maas.observability.middleware import (
@@ -135,6 +137,30 @@ class HotPath:
         answer.headers.append((b"x-request-id", given or rid.encode()))
         return answer
 
+    def start(self, route: Route, scope: Scope, headers: dict[bytes, bytes], body: bytes,
+              reply: Reply) -> Exchange | None:
+        """``answer`` without a task, through the endpoint's ``start`` (see ``raw.Starter``); None where it has
+        none or must await: then nothing was started or replied, and the caller awaits ``answer`` instead.
+
+        ``reply(answer)`` is called once, now or later, unless the exchange is cancelled (a 499, as ``answer``).
+        """
+        start = cast(RawEndpoint, route.endpoint).start
+        if start is None:
+            return None
+        given = headers.get(b"x-request-id")
+        rid = given.decode("latin-1") if given else new_request_id()
+        exchange = Exchange(self.metrics, route.path, given or rid.encode(), reply)
+        token = context.request_id.set(rid)
+        try:
+            exchange.pending = start(RawRequest(scope, body, headers), exchange.reply)
+        except Exception:
+            log.exception("unhandled error in POST %s", scope["path"])
+            exchange.reply(json_answer(INTERNAL_ERROR, 500))
+            return exchange
+        finally:
+            context.request_id.reset(token)
+        return None if exchange.pending is None else exchange
+
     def route_for(self, path: str, scope: Scope) -> Route | None:
         """The hot route that serves ``path`` (a ``POST``), its path parameters put in ``scope``; else None."""
         route = self._exact.get(path)
@@ -149,6 +175,43 @@ class HotPath:
 
     def _match(self, scope: Scope) -> Route | None:
         return self.route_for(scope["path"], scope)
+
+
+class Exchange:
+    """A hot request that ``HotPath.start`` has under way: its request id and metrics around the endpoint's reply."""
+
+    __slots__ = ("_metrics", "_path", "_reply", "_request_id", "_started", "pending")
+
+    def __init__(self, metrics: Metrics, path: str, request_id: bytes, reply: Reply) -> None:
+        self._metrics = metrics
+        self._path = path
+        self._request_id = request_id
+        self._reply: Reply | None = reply
+        self._started = perf_counter()
+        self.pending: Pending | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self._reply is None
+
+    def reply(self, answer: Answer) -> None:
+        reply = self._reply
+        if reply is None:  # answered or cancelled already
+            return
+        self._reply = self.pending = None
+        answer.headers.append((b"x-request-id", self._request_id))
+        self._metrics.observe_http(self._path, "POST", answer.status, perf_counter() - self._started)
+        reply(answer)
+
+    def cancel(self) -> None:
+        """The client hung up: drop the request (it leaves its model's queue) and count a 499."""
+        if self._reply is None:
+            return
+        pending = self.pending
+        self._reply = self.pending = None
+        if pending is not None:
+            pending.cancel()
+        self._metrics.observe_http(self._path, "POST", STATUS_CLIENT_GONE, perf_counter() - self._started)
 
 
 def _params(route: Route, raw: dict[str, str]) -> dict[str, Any]:

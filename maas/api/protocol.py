@@ -5,16 +5,20 @@ answers a constant): through uvicorn's ASGI interface ~25 us a request, of which
 scope dict, the request/response cycle and its Event, and the app's ``receive()`` and two ``send()`` calls with
 their header checks) is ~16 us; answered from the protocol's own callbacks, with a task per request, ~9 us. On a
 small model that interface cost more than the model's share of its batch, so ``HotPathProtocol`` answers a
-``POST`` to a hot route (``HotPath``'s: ``/predict`` and V2 ``infer``) itself: once the body is in, a task calls
-``HotPath.answer`` (the endpoint's handler, with its request id and metrics) and writes the answer to the
-transport. The endpoints, their validation, batching and errors are the same either way.
+``POST`` to a hot route (``HotPath``'s: ``/predict`` and V2 ``infer``) itself. Once the body is in, it calls
+``HotPath.start``: the endpoint's steps run at once, the request joins its model's queue, and the batcher's
+callback writes the answer to the transport when the batch has run -- no task and no coroutine per request.
+Where a step would have to await (a version not yet resolved, a model not yet loaded), a task calls
+``HotPath.answer`` (the endpoint's handler) instead and writes its answer the same way. Either way the request
+id and metrics are ``HotPath``'s, and the endpoints, their validation, batching and errors are the same.
 
 Every other request takes uvicorn's path unchanged, into the ASGI app: other routes and methods, a body without
 a declared length (chunked) or over the limit (``HotPath`` answers its 413), ``Expect: 100-continue``, HTTP/1.0,
 a query string or an escaped path, an upgrade, and a request pipelined behind one still being answered. While a
 hot request is answered, a stand-in takes uvicorn's per-connection cycle slot, so that uvicorn's pipelining,
 keep-alive, graceful shutdown (``server_state.tasks``) and hang-up handling treat it as any request in progress.
-A client that hangs up cancels its hot request: it leaves its model's queue, and counts as a 499.
+A client that hangs up cancels its hot request (its task, or its exchange): it leaves its model's queue, and
+counts as a 499.
 
 This leans on uvicorn's protocol internals (the parser callbacks, ``cycle``, ``pipeline``, ``tasks``,
 ``on_response_complete``), so the uvicorn versions it was tested with are the ones ``pyproject.toml`` admits.
@@ -23,11 +27,12 @@ This leans on uvicorn's protocol internals (the parser callbacks, ``cycle``, ``p
 from __future__ import annotations
 
 import asyncio
-from typing import Any, ClassVar
+import functools
+from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from maas.api.hotpath import HotPath, MaasAPI
+from maas.api.hotpath import Exchange, HotPath, MaasAPI
 from maas.api.raw import Answer
 from maas.observability.middleware import Scope
 
@@ -55,7 +60,8 @@ class HotPathProtocol(HttpToolsProtocol):
     hot_path: ClassVar[HotPath]
     app_object: ClassVar[MaasAPI]
     _route: Any = None  # the hot route of the request being read, else None
-    _hot_task: asyncio.Task[None] | None = None  # the hot request being answered on this connection
+    _hot_task: asyncio.Task[None] | None = None  # the hot request being answered on this connection, in a task
+    _hot_exchange: Exchange | None = None  # or without one (HotPath.start)
 
     @classmethod
     def serving(cls, app: MaasAPI) -> type[HotPathProtocol]:
@@ -113,12 +119,17 @@ class HotPathProtocol(HttpToolsProtocol):
         if self._route is None:
             super().on_message_complete()
             return
-        cycle = self.cycle
-        task = self._hot_task = self.loop.create_task(self._answer(
-            cycle, self._route, self._scope, self._headers, bytes(self._body)))  # type: ignore[arg-type]
+        cycle = cast(_HotCycle, self.cycle)  # set by _take_hot
+        route, scope, headers, body = self._route, self._scope, self._headers, bytes(self._body)
+        self._route = self._scope = self._headers = self._body = None  # type: ignore[assignment]
+        exchange = self.hot_path.start(route, scope, headers, body, functools.partial(self._write, cycle))
+        if exchange is not None:
+            if not exchange.answered:
+                self._hot_exchange = exchange
+            return
+        task = self._hot_task = self.loop.create_task(self._answer(cycle, route, scope, headers, body))
         self.tasks.add(task)  # a graceful shutdown waits for it
         task.add_done_callback(self.tasks.discard)
-        self._route = self._scope = self._headers = self._body = None  # type: ignore[assignment]
 
     async def _answer(self, cycle: _HotCycle, route: Any, scope: Scope, headers: dict[bytes, bytes],
                       body: bytes) -> None:
@@ -131,6 +142,7 @@ class HotPathProtocol(HttpToolsProtocol):
         self._write(cycle, answer)
 
     def _write(self, cycle: _HotCycle, answer: Answer) -> None:
+        self._hot_exchange = None
         transport = self.transport
         if transport.is_closing():
             return
@@ -150,7 +162,10 @@ class HotPathProtocol(HttpToolsProtocol):
         self.on_response_complete()  # uvicorn's: the next pipelined request, else the keep-alive timer
 
     def connection_lost(self, exc: Exception | None) -> None:
-        task = self._hot_task
+        task, exchange = self._hot_task, self._hot_exchange
         if task is not None:
             task.cancel()  # the request leaves its model's queue
+        if exchange is not None:
+            self._hot_exchange = None
+            exchange.cancel()  # the same, for a request answered without a task
         super().connection_lost(exc)

@@ -16,7 +16,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import orjson
 
@@ -87,7 +87,28 @@ class RawRequest:
 
 
 Handler = Callable[[RawRequest], Awaitable[Answer]]
+Reply = Callable[[Answer], None]
 Task = asyncio.Task[Any]
+
+
+class Pending(Protocol):
+    """A request a ``Starter`` has under way: ``cancel`` drops it (its client hung up) and no reply comes."""
+
+    def cancel(self) -> None: ...
+
+
+Starter = Callable[[RawRequest, Reply], Pending | None]
+"""A handler's form without a task (see ``RawEndpoint``): answers by ``reply``, now or later, exactly once, and
+returns what is under way; or returns None, having started nothing and replied nothing, where it would have to
+await (then the handler answers the request)."""
+
+
+class _Answered:
+    def cancel(self) -> None:
+        """Replied already: nothing to cancel."""
+
+
+ANSWERED: Pending = _Answered()  # what a starter returns when it has replied already
 
 
 class RawEndpoint:
@@ -100,10 +121,16 @@ class RawEndpoint:
     A client that hangs up while its request still waits (in its model's queue, mostly) cancels the handler, so
     the request leaves the queue instead of holding its place until the deadline. Nothing is sent then;
     ``CLIENT_GONE`` in the scope tells the request metrics to count a 499, as nginx names it.
+
+    ``start``, where an endpoint has one, is the same handler without a task or an await, for the common case
+    (here: a cached version of a loaded model): ``protocol.HotPathProtocol`` tries it first, and runs ``handler``
+    in a task only where it returns None (see ``inference_route``). Through ASGI the endpoint tries it first too,
+    and awaits its reply, so that both ways in answer alike.
     """
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, start: Starter | None = None) -> None:
         self.handler = handler
+        self.start = start
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.respond(scope, receive, send)
@@ -132,7 +159,7 @@ class RawEndpoint:
                 task = asyncio.current_task()
                 waiting.add(task, receive)
                 try:
-                    answer = await self.handler(request)
+                    answer = await self._answer(request)
                 except asyncio.CancelledError:
                     if not waiting.remove(task):
                         raise
@@ -144,6 +171,25 @@ class RawEndpoint:
             answer.headers.append((b"x-request-id", request_id))
         await answer.send(send)
         return answer.status
+
+
+    async def _answer(self, request: RawRequest) -> Answer:
+        """The handler's answer: through ``start`` where it can, so both ways in share it; else awaited."""
+        if self.start is not None:
+            replied: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+            pending = self.start(request, functools.partial(_settle, replied))
+            if pending is not None:
+                try:
+                    return await replied
+                except asyncio.CancelledError:  # the client hung up: the request leaves its model's queue
+                    pending.cancel()
+                    raise
+        return await self.handler(request)
+
+
+def _settle(future: asyncio.Future[Answer], answer: Answer) -> None:
+    if not future.done():
+        future.set_result(answer)
 
 
 class _Waiting:

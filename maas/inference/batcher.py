@@ -1,4 +1,4 @@
-"""Dynamic batching for one loaded model: a bounded queue, one consumer task, one future per request.
+"""Dynamic batching for one loaded model: a bounded queue, one consumer task, a future (or callback) a request.
 
 Opportunistic by default: whenever the model can take a batch, the consumer takes everything already queued
 (up to ``max_batch_size`` rows) and runs it at once, so a lone request never waits for company and a burst is
@@ -75,12 +75,56 @@ class NullBatchObserver:
         pass
 
 
+Landed = Callable[["Outputs | MaasError"], None]
+_PENDING, _LANDED, _CANCELLED = 0, 1, 2  # the states of a _Callback
+
+
+class _Callback:
+    """What a ``submit_nowait`` request waits on: the part of a future the batcher uses, calling ``landed``.
+
+    ``landed`` runs at once, inside the batcher's own step (the batch's answer, a deadline, ``stop``), so it must
+    be quick; an exception from it is logged, and never reaches the batch's other requests.
+    """
+
+    __slots__ = ("_landed", "_state")
+
+    def __init__(self, landed: Landed) -> None:
+        self._landed = landed
+        self._state = _PENDING
+
+    def done(self) -> bool:
+        return self._state != _PENDING
+
+    def cancelled(self) -> bool:
+        return self._state == _CANCELLED
+
+    def cancel(self) -> None:
+        if self._state == _PENDING:
+            self._state = _CANCELLED
+
+    def set_result(self, outputs: Outputs) -> None:
+        self._land(outputs)
+
+    def set_exception(self, error: MaasError) -> None:
+        self._land(error)
+
+    def _land(self, result: Outputs | MaasError) -> None:
+        if self._state != _PENDING:
+            return
+        self._state = _LANDED
+        try:
+            self._landed(result)
+        except Exception:
+            logger.exception("A request's answer callback failed")
+
+
 class _Request:
     """One queued request. Identity equality (the default): ``deque.remove`` must not compare numpy arrays."""
 
     __slots__ = ("deadline", "enqueued", "future", "rows", "x")
 
-    def __init__(self, x: np.ndarray, future: asyncio.Future[Outputs], enqueued: float, deadline: float) -> None:
+    def __init__(self, x: np.ndarray, future: asyncio.Future[Outputs] | _Callback, enqueued: float,
+                 deadline: float) -> None:
         self.x = x
         self.future = future
         self.enqueued = enqueued
@@ -160,6 +204,24 @@ class DynamicBatcher:
 
     async def submit(self, x: np.ndarray, deadline: float) -> Outputs:
         """Queue ``x`` (``[n, *input_shape]``) and wait for its outputs; ``deadline`` is a ``time.monotonic()``."""
+        future: asyncio.Future[Outputs] = self._loop.create_future()
+        request = self._enqueue(x, deadline, future)
+        try:
+            return await future
+        finally:
+            if future.cancelled():
+                self._discard(request)
+
+    def submit_nowait(self, x: np.ndarray, deadline: float, landed: Landed) -> Ticket:
+        """Queue ``x`` like ``submit``, without a future or a task: ``landed(outputs or error)`` is called once.
+
+        Refusals (closed, full queue, deadline passed) raise here, as from ``submit``; every later outcome,
+        errors included, goes to ``landed``, called from the batcher's own step on the event loop. The ticket
+        cancels the request (its client hung up): it leaves the queue and ``landed`` is not called.
+        """
+        return Ticket(self, self._enqueue(x, deadline, _Callback(landed)))
+
+    def _enqueue(self, x: np.ndarray, deadline: float, future: asyncio.Future[Outputs] | _Callback) -> _Request:
         if not self.accepting:
             raise Unavailable("The model is not accepting requests right now (it is being unloaded).")
         if self.queue_depth >= self._max_queue:
@@ -168,7 +230,7 @@ class DynamicBatcher:
                 f"The model's queue is full ({self._max_queue} requests waiting); retry shortly.",
                 retry_after=self._retry_after(),
             )
-        request = _Request(x, self._loop.create_future(), time.monotonic(), deadline)
+        request = _Request(x, future, time.monotonic(), deadline)
         if deadline <= request.enqueued:
             raise DeadlineExceeded("The request's deadline passed before it could be queued.")
         self._queue.append(request)
@@ -176,11 +238,7 @@ class DynamicBatcher:
         if deadline < self._deadline_check_at:
             self._check_deadlines_at(deadline)
         self._wakeup.set()
-        try:
-            return await request.future
-        finally:
-            if request.future.cancelled():
-                self._discard(request)
+        return request
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         """Stop accepting, let the queue drain for up to ``drain_timeout`` s, then fail what is left."""
@@ -398,6 +456,23 @@ class DynamicBatcher:
     def _retry_after(self) -> float:
         batches_ahead = self.queue_depth / self._max_batch_size + 1
         return float(max(1, math.ceil(self._batch_seconds * batches_ahead)))
+
+
+class Ticket:
+    """A ``submit_nowait`` request, to cancel while it waits."""
+
+    __slots__ = ("_batcher", "_request")
+
+    def __init__(self, batcher: DynamicBatcher, request: _Request) -> None:
+        self._batcher = batcher
+        self._request = request
+
+    def cancel(self) -> None:
+        """Drop the request (from the queue, or from its batch's answers): its ``landed`` will not be called."""
+        future = self._request.future
+        if not future.done():
+            future.cancel()
+            self._batcher._discard(self._request)
 
 
 def _fail(requests: list[_Request], error: MaasError) -> None:

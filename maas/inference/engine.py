@@ -18,11 +18,11 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 
 from maas.config import Settings
-from maas.errors import DeadlineExceeded, InvalidInput, Unavailable
+from maas.errors import DeadlineExceeded, InvalidInput, MaasError, Unavailable
 from maas.inference import postprocess as post
 from maas.inference.backends import build_backend
 from maas.inference.backends.base import Backend, TensorSpec
-from maas.inference.batcher import BatchObserver, NullBatchObserver
+from maas.inference.batcher import BatchObserver, NullBatchObserver, Outputs, Ticket
 from maas.inference.cache import CachedModel, CacheObserver, CacheStats, Lease, ModelCache, NullCacheObserver
 from maas.inference.runner import ModelRunner
 from maas.inference.servable import ServableArtifact, ServableVersion, VersionResolver
@@ -50,6 +50,45 @@ class Prediction(NamedTuple):
     version: int
     variant: str
     outputs: dict[str, np.ndarray]
+
+
+Landing = Prediction | MaasError  # what ``infer_nowait`` hands its callback
+
+
+class Flight:
+    """A request that ``infer_nowait`` queued: it holds its lease on the model until it lands or is cancelled."""
+
+    __slots__ = ("_done", "_lease", "_servable", "_variant", "ticket")
+
+    def __init__(self, servable: ServableVersion, variant: str, lease: Lease[ModelRunner],
+                 done: Callable[[Landing], None]) -> None:
+        self._servable = servable
+        self._variant = variant
+        self._lease: Lease[ModelRunner] | None = lease
+        self._done = done
+        self.ticket: Ticket | None = None
+
+    def landed(self, result: Outputs | MaasError) -> None:
+        """The batcher's callback: release the model, then hand the prediction (or the error) on."""
+        lease = self._lease
+        if lease is None:
+            return
+        self._lease = self.ticket = None  # also breaks the cycle through the batcher's callback
+        lease.release()
+        if isinstance(result, MaasError):
+            self._done(result)
+        else:
+            self._done(Prediction(self._servable.model, self._servable.version, self._variant, result))
+
+    def cancel(self) -> None:
+        """Drop the request (its client hung up): it leaves the queue, and its callback is not called."""
+        lease, ticket = self._lease, self.ticket
+        if lease is None:
+            return
+        self._lease = self.ticket = None
+        if ticket is not None:
+            ticket.cancel()
+        lease.release()
 
 
 @dataclass(frozen=True)
@@ -187,6 +226,31 @@ class InferenceEngine:
         finally:
             lease.release()
         return Prediction(servable.model, servable.version, key.variant, outputs)
+
+    def infer_nowait(
+        self, servable: ServableVersion, variant: str | None, x: np.ndarray, done: Callable[[Landing], None]
+    ) -> Flight | None:
+        """``infer`` without a task or an await, for a version whose variant is loaded; None when it is not.
+
+        Then nothing was queued: await ``infer``, which loads it. Refusals (a wrong shape, an unknown variant, a
+        full queue, a stopped engine) raise here as from ``infer``; every later outcome, the prediction or a
+        ``MaasError``, goes to ``done`` once, on the event loop. ``Flight.cancel`` drops the request instead.
+        The deadline is now + ``request_timeout_s``.
+        """
+        self._check_accepting()
+        _check_shape(x, servable)
+        key, _ = self._key(servable, variant)
+        lease = self._cache.acquire_loaded(key)
+        if lease is None:
+            return None
+        flight = Flight(servable, key.variant, lease, done)
+        try:
+            flight.ticket = lease.value.submit_nowait(x, time.monotonic() + self._settings.request_timeout_s,
+                                                      flight.landed)
+        except BaseException:
+            lease.release()
+            raise
+        return flight
 
     async def _acquire(
         self, servable: ServableVersion, key: ModelKey, artifact: ServableArtifact, deadline: float

@@ -1,7 +1,8 @@
 """``HotPathProtocol`` on a real uvicorn server (in a thread), spoken to over raw sockets.
 
-Hot requests are answered beneath ASGI (counted through ``HotPath.answer``); everything the protocol leaves to
-uvicorn's ASGI path gets the same answers; keep-alive, pipelining, limits and hang-ups behave as HTTP/1.1 asks.
+Hot requests are answered beneath ASGI (counted through ``HotPath.start`` and ``HotPath.answer``); everything the
+protocol leaves to uvicorn's ASGI path gets the same answers; keep-alive, pipelining, limits and hang-ups behave as
+HTTP/1.1 asks.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def _open() -> threading.Event:
 class Served:
     url: str
     port: int
-    hot: list[str] = field(default_factory=list)  # the paths HotPath.answer served, in order
+    hot: list[str] = field(default_factory=list)  # the paths HotPath served, in order
+    in_tasks: list[str] = field(default_factory=list)  # those of them it answered in a task (HotPath.answer)
     gate: threading.Event = field(default_factory=_open)
     entered: threading.Event = field(default_factory=threading.Event)  # set by a model call at the gate
 
@@ -81,11 +83,11 @@ def served(tmp_path: Path, database_url: str) -> Iterator[Served]:
         return GatedBackend(build_backend(servable, artifact, s), result.gate, result.entered)
 
     services.engine = InferenceEngine(settings, RegistryResolver(services.registry), services.inference_metrics,
-                                      backend_factory=gated)
+                                      backend_factory=gated, resolve_ttl_s=3600)  # a slow test must not re-resolve
     app = create_app(settings, services)
     hot_path = app.hot_path
     assert hot_path is not None
-    _count_hot_answers(hot_path, result.hot)
+    _count_hot_answers(hot_path, result.hot, result.in_tasks)
     config = uvicorn.Config(app, host="127.0.0.1", port=result.port, http=HotPathProtocol.serving(app),
                             log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
@@ -102,14 +104,23 @@ def served(tmp_path: Path, database_url: str) -> Iterator[Served]:
         thread.join(30)
 
 
-def _count_hot_answers(hot_path: HotPath, paths: list[str]) -> None:
-    answer = hot_path.answer
+def _count_hot_answers(hot_path: HotPath, paths: list[str], tasks: list[str]) -> None:
+    """Record the paths the hot path served (``start``, or ``answer`` in a task), and those it awaited."""
+    answer, start = hot_path.answer, hot_path.start
 
     async def counted(route: Any, scope: Any, headers: dict[bytes, bytes], body: bytes) -> Any:
         paths.append(scope["path"])
+        tasks.append(scope["path"])
         return await answer(route, scope, headers, body)
 
+    def counted_start(route: Any, scope: Any, headers: dict[bytes, bytes], body: bytes, reply: Any) -> Any:
+        exchange = start(route, scope, headers, body, reply)
+        if exchange is not None:
+            paths.append(scope["path"])
+        return exchange
+
     hot_path.answer = counted  # type: ignore[method-assign]
+    hot_path.start = counted_start  # type: ignore[method-assign]
 
 
 def _until(condition: Callable[[], object], what: str, timeout: float = 20) -> None:
@@ -186,6 +197,7 @@ def test_predictions_are_answered_beneath_asgi_on_a_kept_alive_connection(served
     assert invalid.status == 422 and json.loads(invalid.body)["code"] == "invalid_input"
     assert re.fullmatch(r"[0-9a-f]{16,}", invalid.headers["x-request-id"])
     assert served.hot == ["/predict", "/models/affine/predict", "/v2/models/affine/infer", "/predict"]
+    assert served.in_tasks == ["/predict"]  # the first resolved the version; the rest had no task
     metrics = served.metrics()
     assert 'maas_http_requests_total{method="POST",route="/predict",status="200"} 1.0' in metrics
     assert 'maas_http_requests_total{method="POST",route="/predict",status="422"} 1.0' in metrics
@@ -275,6 +287,7 @@ def test_a_client_that_hangs_up_leaves_the_queue_and_counts_as_499(served: Serve
     metrics = served.metrics()
     assert 'maas_inference_requests_total{model="affine",status="200",version="1"} 3.0' in metrics
     assert 'maas_batch_size_sum{model="affine",version="1"} 3.0' in metrics  # nothing ran for the three
+    assert served.in_tasks == ["/predict"]  # the one that resolved the version: the hung-up three had no task
 
 
 def test_serve_picks_the_protocol_unless_told_to_use_h11(tmp_path: Path) -> None:

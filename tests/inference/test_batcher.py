@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -9,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from maas.errors import DeadlineExceeded, InferenceFailed, Overloaded, Unavailable
-from maas.inference.batcher import DynamicBatcher
+from maas.errors import DeadlineExceeded, InferenceFailed, MaasError, Overloaded, Unavailable
+from maas.inference.batcher import DynamicBatcher, Outputs
 
 pytestmark = pytest.mark.anyio
 
@@ -66,8 +67,28 @@ def observer() -> Recorder:
     return Recorder()
 
 
-@pytest.fixture
-async def make_batcher(model: AffineModel, observer: Recorder) -> AsyncIterator[object]:
+async def submit_by_callback(batcher: DynamicBatcher, x: np.ndarray, deadline: float) -> Outputs:
+    """``submit`` through ``submit_nowait``: what ``landed`` receives, as a future's result or exception."""
+    landing: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+
+    def landed(result: Outputs | MaasError) -> None:
+        if isinstance(result, MaasError):
+            landing.set_exception(result)
+        else:
+            landing.set_result(result)
+
+    ticket = batcher.submit_nowait(x, deadline, landed)
+    try:
+        return await asyncio.shield(landing)
+    except asyncio.CancelledError:
+        ticket.cancel()  # what the protocol does when a client hangs up
+        raise
+
+
+@pytest.fixture(params=["future", "callback"])
+async def make_batcher(model: AffineModel, observer: Recorder, request: pytest.FixtureRequest
+                       ) -> AsyncIterator[object]:
+    """Batchers whose ``submit`` is their own (a future per request) or goes through ``submit_nowait``."""
     executor = ThreadPoolExecutor(1)
     made: list[DynamicBatcher] = []
 
@@ -75,6 +96,8 @@ async def make_batcher(model: AffineModel, observer: Recorder) -> AsyncIterator[
         settings = {"max_batch_size": 8, "max_delay_ms": 0.0, "max_queue": 100, **options}
         batcher = DynamicBatcher(model, executor=executor, observer=observer, **settings)  # type: ignore[arg-type]
         batcher.start()
+        if request.param == "callback":
+            batcher.submit = functools.partial(submit_by_callback, batcher)  # type: ignore[method-assign]
         made.append(batcher)
         return batcher
 
@@ -343,3 +366,55 @@ async def test_stop_fails_what_it_could_not_drain_in_time(make_batcher, model: A
     await batcher.stop(drain_timeout=0.05)
     outcomes = await asyncio.gather(*pending, return_exceptions=True)
     assert all(isinstance(o, Unavailable) for o in outcomes)
+
+
+async def test_a_callback_that_fails_does_not_touch_the_rest_of_its_batch(make_batcher, model: AffineModel,
+                                                                         observer: Recorder) -> None:
+    batcher = make_batcher(max_batch_size=8)
+    model.hold()
+    running = asyncio.ensure_future(batcher.submit(rows(0), soon()))
+    await wait_until_running(model)
+    landed: list[float] = []
+
+    def broken(result: Outputs | MaasError) -> None:
+        raise RuntimeError("a bug in an answer")
+
+    batcher.submit_nowait(rows(1), soon(), broken)
+    batcher.submit_nowait(rows(2), soon(), lambda result: landed.append(result["y"][0, 0]))  # type: ignore[index]
+    model.release()
+    await running
+    await asyncio.sleep(0.05)
+    assert landed == [5.0]
+    assert observer.batches == [(1, 1), (2, 2)]
+
+
+async def test_a_ticket_cancelled_while_its_batch_runs_gets_no_callback(make_batcher, model: AffineModel) -> None:
+    batcher = make_batcher(max_batch_size=8)
+    model.hold()
+    landed: list[object] = []
+    ticket = batcher.submit_nowait(rows(1), soon(), landed.append)
+    await wait_until_running(model)
+    ticket.cancel()  # taken into a batch already: it runs, but its answer is not delivered
+    ticket.cancel()  # twice is harmless
+    model.release()
+    assert (await batcher.submit(rows(2), soon()))["y"][0, 0] == 5.0
+    assert landed == []
+    assert model.batches == [1, 1]
+
+
+async def test_submit_nowait_refuses_at_once_what_submit_would(make_batcher, model: AffineModel) -> None:
+    batcher = make_batcher(max_batch_size=1, max_queue=1)
+    model.hold()
+    landed: list[object] = []
+    with pytest.raises(DeadlineExceeded):
+        batcher.submit_nowait(rows(3), time.monotonic() - 1, landed.append)
+    batcher.submit_nowait(rows(1), soon(), landed.append)
+    await wait_until_running(model)
+    batcher.submit_nowait(rows(2), soon(), landed.append)
+    with pytest.raises(Overloaded):
+        batcher.submit_nowait(rows(3), soon(), landed.append)
+    model.release()
+    await batcher.stop(5)
+    with pytest.raises(Unavailable):
+        batcher.submit_nowait(rows(4), soon(), landed.append)
+    assert [out["y"][0, 0] for out in landed] == [3.0, 5.0]  # type: ignore[index]

@@ -26,7 +26,7 @@ from maas.inference.backends import build_backend
 from maas.inference.backends.base import Backend, TensorSpec
 from maas.inference.batcher import BatchObserver
 from maas.inference.codecs import decode_rows, encode_v2_response, parse_v2_request, v2_model_input
-from maas.inference.engine import InferenceEngine, ModelKey
+from maas.inference.engine import InferenceEngine, ModelKey, Prediction
 from maas.inference.servable import ServableArtifact, ServableVersion
 from tests.factories import affine_onnx
 from tests.inference.fakes import FakeResolver, doubling_torch_version, make_servable, write_artifact
@@ -308,3 +308,56 @@ async def test_a_models_own_batching_settings_reach_its_loaded_runner(
         assert all(r.outputs["output"][0, 0] == 9.0 for r in results)
         assert max(rows for rows, _ in observer.batches) == size  # the same loaded runner, batching anew
     assert len(observer.loads) == 1
+
+
+async def test_infer_nowait_answers_a_loaded_model_by_callback_and_holds_it_until_then(
+    engine: InferenceEngine,
+) -> None:
+    servable = await engine.resolve("acme", "affine")
+    x = np.full([1, 4], 4.0, dtype=np.float32)
+    landed: list[object] = []
+    assert engine.infer_nowait(servable, None, x, landed.append) is None  # not loaded: nothing queued
+    assert engine.loaded() == [] and landed == []
+    await engine.infer(servable, None, x)  # loads it
+
+    flight = engine.infer_nowait(servable, None, x, landed.append)
+    assert flight is not None
+    assert engine.loaded()[0].leases == 1  # the model cannot be evicted under the waiting request
+    while not landed:
+        await asyncio.sleep(0.001)
+    (prediction,) = landed
+    assert isinstance(prediction, Prediction) and (prediction.model, prediction.variant) == ("affine", "onnx")
+    np.testing.assert_array_equal(prediction.outputs["output"], [[9.0] * 4])
+    assert engine.loaded()[0].leases == 0
+    flight.cancel()  # landed already: nothing to do
+    assert engine.loaded()[0].leases == 0
+
+
+async def test_a_flight_cancelled_before_its_batch_releases_the_model_and_gets_no_callback(
+    engine: InferenceEngine,
+) -> None:
+    servable = await engine.resolve("acme", "affine")
+    x = np.full([1, 4], 4.0, dtype=np.float32)
+    await engine.infer(servable, None, x)
+    landed: list[object] = []
+    flight = engine.infer_nowait(servable, None, x, landed.append)
+    assert flight is not None
+    flight.cancel()  # before the batcher's consumer ran: it leaves the queue
+    assert engine.loaded()[0].leases == 0
+    await engine.infer(servable, None, x)  # the model still answers others
+    await asyncio.sleep(0.01)
+    assert landed == []
+
+
+@pytest.mark.parametrize(
+    ("variant", "x", "error"),
+    [("onnx-int8", np.zeros([1, 4], np.float32), ArtifactNotFound), (None, np.zeros([1, 5], np.float32), InvalidInput)],
+)
+async def test_infer_nowait_refuses_bad_requests_at_once(
+    engine: InferenceEngine, variant: str | None, x: np.ndarray, error: type
+) -> None:
+    servable = await engine.resolve("acme", "affine")
+    await engine.infer(servable, None, np.zeros([1, 4], np.float32))
+    with pytest.raises(error):
+        engine.infer_nowait(servable, variant, x, lambda landing: None)
+    assert engine.loaded()[0].leases == 0

@@ -11,42 +11,38 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from starlette.routing import Route
 
 from maas.api.errors import status_for
-from maas.api.raw import (
-    Answer,
-    RawEndpoint,
-    RawRequest,
-    Timing,
-    authorize,
-    engine_of,
-    error_answer,
-    json_answer,
-    json_object,
-    version_ref,
-)
+from maas.api.inference_route import Target, inference_endpoint
+from maas.api.raw import Answer, RawRequest, authorize, engine_of, error_answer, json_answer, json_object, version_ref
 from maas.errors import InvalidInput, MaasError
 from maas.inference.codecs import decode_rows
+from maas.inference.engine import InferenceEngine, Prediction
+from maas.inference.servable import ServableVersion
 
 
-async def predict(request: RawRequest) -> Answer:
-    timing = Timing(request.services)
-    try:
+class Predict:
+    """``/predict``'s steps (see ``inference_route``); the parsed request is the JSON body."""
+
+    def read(self, request: RawRequest) -> Target[dict[str, Any]]:
         engine = engine_of(request.services)
         principal = authorize(request, "predict")
         body = json_object(request)
         name = request.path_params.get("name") or _model_name(body)
-        ref = version_ref(body.get("version"))
-        servable = engine.resolved(principal.tenant, name, ref) or await engine.resolve(principal.tenant, name, ref)
-        timing.servable = servable
-        x = decode_rows(_inputs(body), servable.input_shape, servable.feature_names)
-        prediction = await engine.infer(servable, _variant(body.get("variant")), x)
-        answer = {"model": servable.model, "version": servable.version, "variant": prediction.variant,
-                  **engine.postprocess(servable, prediction.outputs)}
-    except MaasError as exc:
-        return timing.finish(error_answer(exc, exc.to_dict(), status_for(exc)), exc)
-    return timing.finish(json_answer(answer))
+        return Target(engine, principal.tenant, name, version_ref(body.get("version")), body)
+
+    def decode(self, parsed: dict[str, Any], servable: ServableVersion) -> tuple[np.ndarray, str | None]:
+        x = decode_rows(_inputs(parsed), servable.input_shape, servable.feature_names)
+        return x, _variant(parsed.get("variant"))
+
+    def answer(self, parsed: dict[str, Any], servable: ServableVersion, prediction: Prediction) -> Answer:
+        return json_answer({"model": servable.model, "version": servable.version, "variant": prediction.variant,
+                            **InferenceEngine.postprocess(servable, prediction.outputs)})
+
+    def error(self, error: MaasError) -> Answer:
+        return error_answer(error, error.to_dict(), status_for(error))
 
 
 def _model_name(body: dict[str, Any]) -> str:
@@ -68,7 +64,8 @@ def _variant(value: Any) -> str | None:
     raise InvalidInput('"variant" must be an artifact kind such as "onnx", "onnx-int8" or "torch".')
 
 
+predict = inference_endpoint(Predict())
 routes = [
-    Route("/predict", RawEndpoint(predict), methods=["POST"]),
-    Route("/models/{name}/predict", RawEndpoint(predict), methods=["POST"]),
+    Route("/predict", predict, methods=["POST"]),
+    Route("/models/{name}/predict", predict, methods=["POST"]),
 ]

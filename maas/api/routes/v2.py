@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 from starlette.routing import Route
 
 from maas import __version__
 from maas.api.errors import status_for
+from maas.api.inference_route import Target, inference_endpoint
 from maas.api.raw import (
     Answer,
     Handler,
     RawEndpoint,
     RawRequest,
     Ref,
-    Timing,
     authorize,
     engine_of,
     error_answer,
@@ -30,7 +31,9 @@ from maas.api.raw import (
     version_ref,
 )
 from maas.errors import InvalidInput, MaasError
-from maas.inference.codecs import encode_v2_response, parse_v2_request, v2_model_input
+from maas.inference.codecs import V2Request, encode_v2_response, parse_v2_request, v2_model_input
+from maas.inference.engine import InferenceEngine, Prediction
+from maas.inference.servable import ServableVersion
 from maas.registry.service import RegistryService
 
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
@@ -85,25 +88,30 @@ async def model_ready(request: RawRequest) -> Answer:
     return json_answer({"name": name, "ready": is_ready}, 200 if is_ready else 503)
 
 
-async def infer(request: RawRequest) -> Answer:
-    timing = Timing(request.services)
-    try:
+class Infer:
+    """V2 ``infer``'s steps (see ``inference_route``); the parsed request is the V2 request and the model name."""
+
+    def read(self, request: RawRequest) -> Target[tuple[V2Request, str]]:
         engine = engine_of(request.services)
         principal = authorize(request, "predict")
         v2_request = parse_v2_request(request.body, _header_length(request))
         name, ref = _target(request)
-        servable = engine.resolved(principal.tenant, name, ref) or await engine.resolve(principal.tenant, name, ref)
-        timing.servable = servable
-        x = v2_model_input(v2_request, servable.input_name, servable.input_shape)
-        prediction = await engine.infer(servable, None, x)
+        return Target(engine, principal.tenant, name, ref, (v2_request, name))
+
+    def decode(self, parsed: tuple[V2Request, str], servable: ServableVersion) -> tuple[np.ndarray, str | None]:
+        return v2_model_input(parsed[0], servable.input_name, servable.input_shape), None
+
+    def answer(self, parsed: tuple[V2Request, str], servable: ServableVersion, prediction: Prediction) -> Answer:
+        v2_request, name = parsed
         body, header_length = encode_v2_response(
             model_name=name, model_version=str(prediction.version),
-            outputs=engine.v2_outputs(servable, prediction.outputs), request=v2_request)
-    except MaasError as exc:
-        return timing.finish(v2_error(exc), exc)
-    if header_length is None:
-        return timing.finish(Answer(body))
-    return timing.finish(Answer(body, content_type=BINARY, headers=[(HEADER_LENGTH, b"%d" % header_length)]))
+            outputs=InferenceEngine.v2_outputs(servable, prediction.outputs), request=v2_request)
+        if header_length is None:
+            return Answer(body)
+        return Answer(body, content_type=BINARY, headers=[(HEADER_LENGTH, b"%d" % header_length)])
+
+    def error(self, error: MaasError) -> Answer:
+        return v2_error(error)
 
 
 # --- model repository extension ------------------------------------------------------------------------
@@ -184,7 +192,8 @@ def _post(path: str, handler: Handler) -> Route:
 
 _MODEL = "/v2/models/{name}"
 _VERSION = "/v2/models/{name}/versions/{version}"
-infer_routes = [_post(f"{base}/infer", infer) for base in (_MODEL, _VERSION)]
+infer = inference_endpoint(Infer())
+infer_routes = [Route(f"{base}/infer", infer, methods=["POST"]) for base in (_MODEL, _VERSION)]
 routes = [
     _get("/v2", server_metadata),
     _get("/v2/health/live", live),

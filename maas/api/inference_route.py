@@ -1,0 +1,116 @@
+"""An inference route (``/predict``, V2 ``infer``) as its steps, served awaited or by callback alike.
+
+Each route says how to read its request, decode its inputs against the resolved version, write its answer
+and its errors (``InferenceSteps``); ``inference_endpoint`` turns those steps into a ``RawEndpoint`` with both
+forms: the handler, which awaits what it must (a version not yet resolved, a model not yet loaded), and its
+``start``, which runs the same steps without a task where nothing needs awaiting, and replies from the
+batcher's callback once the batch ran. On a small model the task and its chain of coroutines (suspended in
+the model's queue, resumed for the answer) cost ~3 us of a ~30 us request; by callback the MLP's one-row
+requests at 64 clients measured 1.16x as fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Generic, Protocol, TypeVar, cast
+
+import numpy as np
+
+from maas.api.raw import ANSWERED, Answer, Pending, RawEndpoint, RawRequest, Ref, Reply, Timing, json_answer
+from maas.errors import MaasError
+from maas.inference.engine import InferenceEngine, Landing, Prediction
+from maas.inference.servable import ServableVersion
+from maas.observability import context
+from maas.observability.middleware import INTERNAL_ERROR
+
+log = logging.getLogger(__name__)
+Parsed = TypeVar("Parsed")
+
+
+class Target(Generic[Parsed]):
+    """What ``InferenceSteps.read`` found: whose request, for which model and version, and its parsed body."""
+
+    __slots__ = ("engine", "model", "parsed", "ref", "tenant")
+
+    def __init__(self, engine: InferenceEngine, tenant: str, model: str, ref: Ref, parsed: Parsed) -> None:
+        self.engine = engine
+        self.tenant = tenant
+        self.model = model
+        self.ref = ref
+        self.parsed = parsed
+
+
+class InferenceSteps(Protocol[Parsed]):
+    def read(self, request: RawRequest) -> Target[Parsed]:
+        """Authorize and parse the request (MaasError for a bad one); no await, nothing changed."""
+        ...
+
+    def decode(self, parsed: Parsed, servable: ServableVersion) -> tuple[np.ndarray, str | None]:
+        """The model's input, decoded against ``servable`` (its shape, names, tokenizer), and the variant asked."""
+        ...
+
+    def answer(self, parsed: Parsed, servable: ServableVersion, prediction: Prediction) -> Answer: ...
+
+    def error(self, error: MaasError) -> Answer:
+        """``error`` in the route's own error shape and status."""
+        ...
+
+
+def inference_endpoint(steps: InferenceSteps[Any]) -> RawEndpoint:
+    """The endpoint of an inference route: its awaited handler, and its ``start`` without a task."""
+
+    async def handle(request: RawRequest) -> Answer:
+        timing = Timing(request.services)
+        try:
+            target = steps.read(request)
+            engine = target.engine
+            servable = (engine.resolved(target.tenant, target.model, target.ref)
+                        or await engine.resolve(target.tenant, target.model, target.ref))
+            timing.servable = servable
+            x, variant = steps.decode(target.parsed, servable)
+            prediction = await engine.infer(servable, variant, x)
+            answer = steps.answer(target.parsed, servable, prediction)
+        except MaasError as exc:
+            return timing.finish(steps.error(exc), exc)
+        return timing.finish(answer)
+
+    def start(request: RawRequest, reply: Reply) -> Pending | None:
+        timing = Timing(request.services)
+        try:
+            target = steps.read(request)
+            engine = target.engine
+            servable = engine.resolved(target.tenant, target.model, target.ref)
+            if servable is None:  # the handler resolves it (a database read, off the loop)
+                return None
+            timing.servable = servable
+            x, variant = steps.decode(target.parsed, servable)
+            landed = functools.partial(_landed, steps, target.parsed, servable, timing, reply,
+                                       context.request_id.get())
+            return engine.infer_nowait(servable, variant, x, landed)  # None: not loaded, the handler loads it
+        except MaasError as exc:
+            reply(timing.finish(steps.error(exc), exc))
+            return ANSWERED
+
+    return RawEndpoint(handle, start)
+
+
+def _landed(steps: InferenceSteps[Any], parsed: Any, servable: ServableVersion, timing: Timing, reply: Reply,
+            request_id: str | None, result: Landing) -> None:
+    """``start``'s answer once the batch ran (or failed, or the deadline passed); on the event loop."""
+    error = result if isinstance(result, MaasError) else None
+    token = context.request_id.set(request_id)  # what the warnings of a failure log with
+    try:
+        if error is None:
+            answer = steps.answer(parsed, servable, cast(Prediction, result))
+    except MaasError as exc:
+        error = exc
+    except Exception:  # a bug: the client still gets its JSON 500
+        log.exception("unhandled error answering an inference request")
+        answer = json_answer(INTERNAL_ERROR, 500)
+    try:
+        if error is not None:
+            answer = steps.error(error)
+    finally:
+        context.request_id.reset(token)
+    reply(timing.finish(answer, error))
