@@ -4,9 +4,10 @@ Each route says how to read its request, decode its inputs against the resolved 
 and its errors (``InferenceSteps``); ``inference_endpoint`` turns those steps into a ``RawEndpoint`` with both
 forms: the handler, which awaits what it must (a version not yet resolved, a model not yet loaded), and its
 ``start``, which runs the same steps without a task where nothing needs awaiting, and replies from the
-batcher's callback once the batch ran. On a small model the task and its chain of coroutines (suspended in
-the model's queue, resumed for the answer) cost ~3 us of a ~30 us request; by callback the MLP's one-row
-requests at 64 clients measured 1.16x as fast.
+batcher's callback once the batch ran. What that saves is the task per request beneath ASGI: its chain of
+coroutines suspended on a future in the model's queue and a second turn of the event loop to answer. Over HTTP
+the MLP's one-row requests at 64 clients measured 1.13-1.26x as fast (README, Performance). In-process, where
+the callers are tasks anyway, the callback form is no faster: its objects cost what the frames did.
 """
 
 from __future__ import annotations

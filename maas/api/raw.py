@@ -172,7 +172,6 @@ class RawEndpoint:
         await answer.send(send)
         return answer.status
 
-
     async def _answer(self, request: RawRequest) -> Answer:
         """The handler's answer: through ``start`` where it can, so both ways in share it; else awaited."""
         if self.start is not None:
