@@ -91,13 +91,12 @@ class HotPath:
         scope["route"] = route  # the metrics label requests by route template
         started = perf_counter()
         headers = dict(scope["headers"])  # built once, for the request id and the endpoint
-        given = headers.get(b"x-request-id")
-        rid = given.decode("latin-1") if given else new_request_id()
+        rid, rid_bytes = _request_id(headers)
         token = context.request_id.set(rid)
         status, answering = 500, True
         try:
             endpoint = cast(RawEndpoint, route.endpoint)  # checked in __init__
-            status = await endpoint.respond(scope, receive, send, limit=self.limit, request_id=given or rid.encode(),
+            status = await endpoint.respond(scope, receive, send, limit=self.limit, request_id=rid_bytes,
                                             headers=headers)
             answering = False
         except Exception:
@@ -108,7 +107,7 @@ class HotPath:
             self.metrics.observe_http(route.path, "POST", status, perf_counter() - started)
         if answering:
             try:
-                await send_json(send, 500, INTERNAL_ERROR, [(b"x-request-id", rid.encode())])
+                await send_json(send, 500, INTERNAL_ERROR, [(b"x-request-id", rid_bytes)])
             except Exception:  # the answer had started already: nothing more can be sent
                 log.debug("could not send the 500 answer", exc_info=True)
 
@@ -119,8 +118,7 @@ class HotPath:
         cancelled because its client hung up) and a logged 500 for a bug.
         """
         started = perf_counter()
-        given = headers.get(b"x-request-id")
-        rid = given.decode("latin-1") if given else new_request_id()
+        rid, rid_bytes = _request_id(headers)
         token = context.request_id.set(rid)
         status = STATUS_CLIENT_GONE  # unless an answer comes: the protocol cancels a request whose client hung up
         try:
@@ -134,7 +132,7 @@ class HotPath:
         finally:
             context.request_id.reset(token)
             self.metrics.observe_http(route.path, "POST", status, perf_counter() - started)
-        answer.headers.append((b"x-request-id", given or rid.encode()))
+        answer.headers.append((b"x-request-id", rid_bytes))
         return answer
 
     def start(self, route: Route, scope: Scope, headers: dict[bytes, bytes], body: bytes,
@@ -147,9 +145,8 @@ class HotPath:
         start = cast(RawEndpoint, route.endpoint).start
         if start is None:
             return None
-        given = headers.get(b"x-request-id")
-        rid = given.decode("latin-1") if given else new_request_id()
-        exchange = Exchange(self.metrics, route.path, given or rid.encode(), reply)
+        rid, rid_bytes = _request_id(headers)
+        exchange = Exchange(self.metrics, route.path, rid_bytes, reply)
         token = context.request_id.set(rid)
         try:
             exchange.pending = start(RawRequest(scope, body, headers), exchange.reply)
@@ -212,6 +209,15 @@ class Exchange:
         if pending is not None:
             pending.cancel()
         self._metrics.observe_http(self._path, "POST", STATUS_CLIENT_GONE, perf_counter() - self._started)
+
+
+def _request_id(headers: dict[bytes, bytes]) -> tuple[str, bytes]:
+    """The client's ``X-Request-ID`` if it sent one, else a new id; as text (logs) and bytes (the answer)."""
+    given = headers.get(b"x-request-id")
+    if given:
+        return given.decode("latin-1"), given
+    rid = new_request_id()
+    return rid, rid.encode()
 
 
 def _params(route: Route, raw: dict[str, str]) -> dict[str, Any]:

@@ -85,10 +85,9 @@ async def submit_by_callback(batcher: DynamicBatcher, x: np.ndarray, deadline: f
         raise
 
 
-@pytest.fixture(params=["future", "callback"])
-async def make_batcher(model: AffineModel, observer: Recorder, request: pytest.FixtureRequest
-                       ) -> AsyncIterator[object]:
-    """Batchers whose ``submit`` is their own (a future per request) or goes through ``submit_nowait``."""
+@pytest.fixture
+async def plain_batchers(model: AffineModel, observer: Recorder) -> AsyncIterator[Callable[..., DynamicBatcher]]:
+    """Makes started batchers around ``model`` on one thread; stops them all at the end."""
     executor = ThreadPoolExecutor(1)
     made: list[DynamicBatcher] = []
 
@@ -96,8 +95,6 @@ async def make_batcher(model: AffineModel, observer: Recorder, request: pytest.F
         settings = {"max_batch_size": 8, "max_delay_ms": 0.0, "max_queue": 100, **options}
         batcher = DynamicBatcher(model, executor=executor, observer=observer, **settings)  # type: ignore[arg-type]
         batcher.start()
-        if request.param == "callback":
-            batcher.submit = functools.partial(submit_by_callback, batcher)  # type: ignore[method-assign]
         made.append(batcher)
         return batcher
 
@@ -106,6 +103,26 @@ async def make_batcher(model: AffineModel, observer: Recorder, request: pytest.F
     for batcher in made:
         await batcher.stop(1.0)
     executor.shutdown()
+
+
+@pytest.fixture(params=["future", "callback"])
+def make_batcher(plain_batchers: Callable[..., DynamicBatcher], request: pytest.FixtureRequest) -> object:
+    """Batchers whose ``submit`` is their own (a future per request) or goes through ``submit_nowait``."""
+
+    def make(**options: float) -> DynamicBatcher:
+        batcher = plain_batchers(**options)
+        if request.param == "callback":
+            batcher.submit = functools.partial(submit_by_callback, batcher)  # type: ignore[method-assign]
+        return batcher
+
+    return make
+
+
+async def eventually(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.001)
 
 
 def rows(value: float, n: int = 1) -> np.ndarray:
@@ -368,9 +385,9 @@ async def test_stop_fails_what_it_could_not_drain_in_time(make_batcher, model: A
     assert all(isinstance(o, Unavailable) for o in outcomes)
 
 
-async def test_a_callback_that_fails_does_not_touch_the_rest_of_its_batch(make_batcher, model: AffineModel,
+async def test_a_callback_that_fails_does_not_touch_the_rest_of_its_batch(plain_batchers, model: AffineModel,
                                                                          observer: Recorder) -> None:
-    batcher = make_batcher(max_batch_size=8)
+    batcher = plain_batchers(max_batch_size=8)
     model.hold()
     running = asyncio.ensure_future(batcher.submit(rows(0), soon()))
     await wait_until_running(model)
@@ -383,13 +400,13 @@ async def test_a_callback_that_fails_does_not_touch_the_rest_of_its_batch(make_b
     batcher.submit_nowait(rows(2), soon(), lambda result: landed.append(result["y"][0, 0]))  # type: ignore[index]
     model.release()
     await running
-    await asyncio.sleep(0.05)
+    await eventually(lambda: len(observer.batches) == 2)  # the second batch has been answered
     assert landed == [5.0]
     assert observer.batches == [(1, 1), (2, 2)]
 
 
-async def test_a_ticket_cancelled_while_its_batch_runs_gets_no_callback(make_batcher, model: AffineModel) -> None:
-    batcher = make_batcher(max_batch_size=8)
+async def test_a_ticket_cancelled_while_its_batch_runs_gets_no_callback(plain_batchers, model: AffineModel) -> None:
+    batcher = plain_batchers(max_batch_size=8)
     model.hold()
     landed: list[object] = []
     ticket = batcher.submit_nowait(rows(1), soon(), landed.append)
@@ -402,8 +419,8 @@ async def test_a_ticket_cancelled_while_its_batch_runs_gets_no_callback(make_bat
     assert model.batches == [1, 1]
 
 
-async def test_submit_nowait_refuses_at_once_what_submit_would(make_batcher, model: AffineModel) -> None:
-    batcher = make_batcher(max_batch_size=1, max_queue=1)
+async def test_submit_nowait_refuses_at_once_what_submit_would(plain_batchers, model: AffineModel) -> None:
+    batcher = plain_batchers(max_batch_size=1, max_queue=1)
     model.hold()
     landed: list[object] = []
     with pytest.raises(DeadlineExceeded):

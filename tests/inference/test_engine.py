@@ -323,7 +323,9 @@ async def test_infer_nowait_answers_a_loaded_model_by_callback_and_holds_it_unti
     flight = engine.infer_nowait(servable, None, x, landed.append)
     assert flight is not None
     assert engine.loaded()[0].leases == 1  # the model cannot be evicted under the waiting request
+    deadline = time.monotonic() + 5
     while not landed:
+        assert time.monotonic() < deadline, "no landing"
         await asyncio.sleep(0.001)
     (prediction,) = landed
     assert isinstance(prediction, Prediction) and (prediction.model, prediction.variant) == ("affine", "onnx")
