@@ -78,7 +78,8 @@ def main() -> None:
 
 def run(folder: Path, seconds: int, repeats: int, concurrency: int) -> None:
     stack = ["--loop", "auto", "--http", "auto"]
-    print(f"uvicorn stack: {bench_serve.uvicorn_stack('auto', 'auto')}; {os.cpu_count()} cores", flush=True)
+    print(f"uvicorn stack: {bench_serve.uvicorn_stack('auto', 'auto')}; {bench_serve.interpreter()}; "
+          f"{os.cpu_count()} cores", flush=True)
     files = bench_serve.build_models(folder, epochs=2)
     (folder / "floor_app.py").write_text(bench_serve.FLOOR_APP)
     env = {"MAAS_DATA_DIR": str(folder / "data"), "MAAS_WORKERS": "0", "MAAS_LOG_LEVEL": "warning"}

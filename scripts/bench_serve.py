@@ -337,6 +337,11 @@ def uvicorn_stack(loop: str, http: str) -> str:
     return f"{loop} + {http}"
 
 
+def interpreter() -> str:
+    """Which Python every server runs on: its build moves Python-heavy servers more than the floor (README)."""
+    return f"Python {sys.version.split()[0]} at {os.path.realpath(sys.executable)}"
+
+
 def print_table(results: dict[tuple[str, str, int], Load], ort_rates: dict[tuple[str, int], float]) -> None:
     print(f"\n{'server':<8} {'model':<25} {'c':>3} {'req/s':>9} {'samples/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'errors':>6}")
@@ -400,7 +405,7 @@ def main() -> None:
 
 def run(folder: Path, seconds: int, epochs: int, stack: list[str], repeats: int, baseline: Path | None = None
         ) -> None:
-    print(f"uvicorn stack: {uvicorn_stack(stack[1], stack[3])}; building models in {folder} "
+    print(f"uvicorn stack: {uvicorn_stack(stack[1], stack[3])}; {interpreter()}; building models in {folder} "
           f"({os.cpu_count()} cores)", flush=True)
     files = build_models(folder, epochs)
     (folder / "naive_app.py").write_text(NAIVE_APP)
