@@ -66,8 +66,7 @@ def inference_endpoint(steps: InferenceSteps[Any]) -> RawEndpoint:
         try:
             target = steps.read(request)
             engine = target.engine
-            servable = (engine.resolved(target.tenant, target.model, target.ref)
-                        or await engine.resolve(target.tenant, target.model, target.ref))
+            servable = await engine.resolve(target.tenant, target.model, target.ref)  # cached ones at once
             timing.servable = servable
             x, variant = steps.decode(target.parsed, servable)
             prediction = await engine.infer(servable, variant, x)
@@ -103,13 +102,13 @@ def _landed(steps: InferenceSteps[Any], parsed: Any, servable: ServableVersion, 
     token = context.request_id.set(request_id)  # what the warnings of a failure log with
     try:
         if error is None:
-            answer = steps.answer(parsed, servable, cast(Prediction, result))
-    except MaasError as exc:
-        error = exc
-    except Exception:  # a bug: the client still gets its JSON 500
-        log.exception("unhandled error answering an inference request")
-        answer = json_answer(INTERNAL_ERROR, 500)
-    try:
+            try:
+                answer = steps.answer(parsed, servable, cast(Prediction, result))
+            except MaasError as exc:
+                error = exc
+            except Exception:  # a bug: the client still gets its JSON 500
+                log.exception("unhandled error answering an inference request")
+                answer = json_answer(INTERNAL_ERROR, 500)
         if error is not None:
             answer = steps.error(error)
     finally:

@@ -173,6 +173,22 @@ def test_a_bug_in_the_hot_path_is_a_json_500_and_is_counted(affine: TestClient,
     assert 'maas_http_requests_total{method="POST",route="/predict",status="500"} 1.0' in affine.get("/metrics").text
 
 
+def test_a_bug_while_answering_a_landed_batch_is_a_json_500(affine: TestClient,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer is written from the batcher's callback (``inference_route._landed``): its bugs get JSON too."""
+    from maas.inference.engine import InferenceEngine
+
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    assert predict(affine, {"model": "affine", "inputs": FOURS}).status_code == 200  # loaded: no awaited handler
+    monkeypatch.setattr(InferenceEngine, "postprocess", staticmethod(broken))
+    response = predict(affine, {"model": "affine", "inputs": FOURS})
+    assert response.status_code == 500
+    assert response.json() == {"error": "Internal server error.", "code": "internal_error"}
+    assert response.headers["x-request-id"]
+
+
 def test_the_first_bad_value_is_named(affine: TestClient) -> None:
     error = predict(affine, {"model": "affine", "inputs": [[1, 2, 3, 4], [1, 2, 3]]}).json()
     assert error["error"] == "inputs[1] has 3 values; the model takes 4."
