@@ -142,7 +142,8 @@ class HotPath:
 
         ``reply(answer)`` is called once, now or later, unless the exchange is cancelled (a 499, as ``answer``).
         """
-        start = cast(RawEndpoint, route.endpoint).start
+        endpoint: RawEndpoint = route.endpoint  # type: ignore[assignment]  # checked in __init__ (cast() is a call)
+        start = endpoint.start
         if start is None:
             return None
         rid, rid_bytes = _request_id(headers)

@@ -12,12 +12,14 @@ the callers are tasks anyway, the callback form is no faster: its objects cost w
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import logging
-from typing import Any, Generic, Protocol, TypeVar, cast
+from collections.abc import Iterator
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
+from maas.api.deps import Services
 from maas.api.raw import ANSWERED, Answer, Pending, RawEndpoint, RawRequest, Ref, Reply, Timing, json_answer
 from maas.errors import MaasError
 from maas.inference.engine import InferenceEngine, Landing, Prediction
@@ -76,41 +78,59 @@ def inference_endpoint(steps: InferenceSteps[Any]) -> RawEndpoint:
         return timing.finish(answer)
 
     def start(request: RawRequest, reply: Reply) -> Pending | None:
-        timing = Timing(request.services)
+        call = _Call(request.services, steps, reply)
         try:
             target = steps.read(request)
             engine = target.engine
             servable = engine.resolved(target.tenant, target.model, target.ref)
             if servable is None:  # the handler resolves it (a database read, off the loop)
                 return None
-            timing.servable = servable
-            x, variant = steps.decode(target.parsed, servable)
-            landed = functools.partial(_landed, steps, target.parsed, servable, timing, reply,
-                                       context.request_id.get())
-            return engine.infer_nowait(servable, variant, x, landed)  # None: not loaded, the handler loads it
+            call.servable = servable
+            call.parsed = parsed = target.parsed
+            x, variant = steps.decode(parsed, servable)
+            return engine.infer_nowait(servable, variant, x, call.landed)  # None: not loaded, the handler loads it
         except MaasError as exc:
-            reply(timing.finish(steps.error(exc), exc))
+            reply(call.finish(steps.error(exc), exc))
             return ANSWERED
 
     return RawEndpoint(handle, start)
 
 
-def _landed(steps: InferenceSteps[Any], parsed: Any, servable: ServableVersion, timing: Timing, reply: Reply,
-            request_id: str | None, result: Landing) -> None:
-    """``start``'s answer once the batch ran (or failed, or the deadline passed); on the event loop."""
-    error = result if isinstance(result, MaasError) else None
-    token = context.request_id.set(request_id)  # what the warnings of a failure log with
-    try:
+class _Call(Timing):
+    """A request that ``start`` has under way: its timing, and what its answer needs once the batch ran."""
+
+    __slots__ = ("parsed", "reply", "request_id", "steps")
+
+    def __init__(self, services: Services, steps: InferenceSteps[Any], reply: Reply) -> None:
+        super().__init__(services)
+        self.steps = steps
+        self.reply = reply
+        self.request_id = context.request_id.get()  # for the log lines of a failure, which come later
+        self.parsed: Any = None
+
+    def landed(self, result: Landing) -> None:
+        """The answer once the batch ran (or failed, or the deadline passed); on the event loop."""
+        steps, servable = self.steps, self.servable
+        assert servable is not None  # set before the request was queued
+        error = result if isinstance(result, MaasError) else None
         if error is None:
             try:
-                answer = steps.answer(parsed, servable, cast(Prediction, result))
+                answer = steps.answer(self.parsed, servable, result)  # type: ignore[arg-type]  # a Prediction
             except MaasError as exc:
                 error = exc
             except Exception:  # a bug: the client still gets its JSON 500
-                log.exception("unhandled error answering an inference request")
+                with self._logging():
+                    log.exception("unhandled error answering an inference request")
                 answer = json_answer(INTERNAL_ERROR, 500)
         if error is not None:
-            answer = steps.error(error)
-    finally:
-        context.request_id.reset(token)
-    reply(timing.finish(answer, error))
+            with self._logging():  # what the warnings of a failure log with
+                answer = steps.error(error)
+        self.reply(self.finish(answer, error))
+
+    @contextlib.contextmanager
+    def _logging(self) -> Iterator[None]:
+        token = context.request_id.set(self.request_id)
+        try:
+            yield
+        finally:
+            context.request_id.reset(token)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -119,7 +119,7 @@ class HotPathProtocol(HttpToolsProtocol):
         if self._route is None:
             super().on_message_complete()
             return
-        cycle = cast(_HotCycle, self.cycle)  # set by _take_hot
+        cycle: _HotCycle = self.cycle  # type: ignore[assignment]  # set by _take_hot (cast() is a call)
         route, scope, headers, body = self._route, self._scope, self._headers, bytes(self._body)
         self._route = self._scope = self._headers = self._body = None  # type: ignore[assignment]
         exchange = self.hot_path.start(route, scope, headers, body, functools.partial(self._write, cycle))
@@ -161,7 +161,48 @@ class HotPathProtocol(HttpToolsProtocol):
             transport.close()
         self.on_response_complete()  # uvicorn's: the next pipelined request, else the keep-alive timer
 
+    # --- keep-alive -----------------------------------------------------------------------------------
+    # uvicorn arms a fresh timer after every answer and cancels it when the next request's bytes arrive: a
+    # libuv timer started and stopped, and a handle made, per request. Here a connection's timer is armed once
+    # and stays armed across requests; when it fires it closes the connection only if it has been idle for the
+    # whole timeout since its last answer, and otherwise re-arms for the rest (or not at all while a request is
+    # in progress: that request's answer arms it again). What a client sees is uvicorn's timeout unchanged.
+    _idle_since: float | None = None  # loop time of the last answer; None while a request is in progress
+
+    def _unset_keepalive_if_required(self) -> None:
+        # uvicorn calls this when bytes arrive and when an answer is complete: the connection is busy.
+        self._idle_since = None
+
+    def on_response_complete(self) -> None:
+        # uvicorn's, with the keep-alive timer kept armed (see above).
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self._keep_alive_due)
+
+    def _keep_alive_due(self) -> None:
+        self.timeout_keep_alive_task = None
+        since = self._idle_since
+        if since is None:  # a request is in progress: its answer arms the timer again
+            return
+        remaining = since + self.timeout_keep_alive - self.loop.time()
+        if remaining > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(remaining, self._keep_alive_due)
+        else:
+            self.timeout_keep_alive_handler()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        timer, self.timeout_keep_alive_task = self.timeout_keep_alive_task, None
+        if timer is not None:
+            timer.cancel()
         task, exchange = self._hot_task, self._hot_exchange
         if task is not None:
             task.cancel()  # the request leaves its model's queue

@@ -76,31 +76,61 @@ class NullBatchObserver:
 
 
 Landed = Callable[["Outputs | MaasError"], None]
-_PENDING, _LANDED, _CANCELLED = 0, 1, 2  # the states of a _Callback
 
 
-class _Callback:
-    """What a ``submit_nowait`` request waits on: the part of a future the batcher uses, calling ``landed``.
+class _Request:
+    """One queued request that ``submit`` awaits through its future. Identity equality (the default):
+    ``deque.remove`` must not compare numpy arrays.
 
-    ``landed`` runs at once, inside the batcher's own step (the batch's answer, a deadline, ``stop``), so it must
-    be quick; an exception from it is logged, and never reaches the batch's other requests.
+    The batcher only calls ``done``, ``set_result`` and ``set_exception`` on a request; ``Ticket`` is the same
+    request answered by a callback instead of a future.
     """
 
-    __slots__ = ("_landed", "_state")
+    __slots__ = ("deadline", "enqueued", "future", "rows", "x")
 
-    def __init__(self, landed: Landed) -> None:
+    def __init__(self, x: np.ndarray, deadline: float, future: asyncio.Future[Outputs]) -> None:
+        self.x = x
+        self.rows: int = x.shape[0]
+        self.enqueued = time.monotonic()
+        self.deadline = deadline
+        self.future = future
+
+    def done(self) -> bool:
+        """Answered, failed or given up (its waiter cancelled): the batcher skips it."""
+        return self.future.done()
+
+    def set_result(self, outputs: Outputs) -> None:
+        self.future.set_result(outputs)
+
+    def set_exception(self, error: MaasError) -> None:
+        self.future.set_exception(error)
+
+
+_PENDING, _LANDED, _CANCELLED = 0, 1, 2  # the states of a Ticket
+
+
+class Ticket(_Request):
+    """A ``submit_nowait`` request: queued like any, answered by a callback; ``cancel`` drops it.
+
+    One object per request (not a request, a callback and a handle to cancel them): the batcher's queue holds
+    the ticket itself. The answer (``landed(outputs or error)``; a subclass overrides ``_deliver`` instead) is
+    given at once, inside the batcher's own step (the batch's answer, a deadline, ``stop``), so it must be
+    quick; an exception from it is logged, and never reaches the batch's other requests.
+    """
+
+    __slots__ = ("_batcher", "_landed", "_state")
+    _batcher: DynamicBatcher  # set by ``DynamicBatcher.enqueue``
+
+    def __init__(self, x: np.ndarray, deadline: float, landed: Landed | None = None) -> None:
+        self.x = x  # _Request's attributes, set here rather than through its __init__: one call less
+        self.rows = x.shape[0]
+        self.enqueued = time.monotonic()
+        self.deadline = deadline
         self._landed = landed
         self._state = _PENDING
 
     def done(self) -> bool:
         return self._state != _PENDING
-
-    def cancelled(self) -> bool:
-        return self._state == _CANCELLED
-
-    def cancel(self) -> None:
-        if self._state == _PENDING:
-            self._state = _CANCELLED
 
     def set_result(self, outputs: Outputs) -> None:
         self._land(outputs)
@@ -108,28 +138,23 @@ class _Callback:
     def set_exception(self, error: MaasError) -> None:
         self._land(error)
 
+    def cancel(self) -> None:
+        """Drop the request (from the queue, or from its batch's answers): no answer will be delivered."""
+        if self._state == _PENDING:
+            self._state = _CANCELLED
+            self._batcher._discard(self)
+
     def _land(self, result: Outputs | MaasError) -> None:
         if self._state != _PENDING:
             return
         self._state = _LANDED
         try:
-            self._landed(result)
+            self._deliver(result)
         except Exception:
             logger.exception("A request's answer callback failed")
 
-
-class _Request:
-    """One queued request. Identity equality (the default): ``deque.remove`` must not compare numpy arrays."""
-
-    __slots__ = ("deadline", "enqueued", "future", "rows", "x")
-
-    def __init__(self, x: np.ndarray, future: asyncio.Future[Outputs] | _Callback, enqueued: float,
-                 deadline: float) -> None:
-        self.x = x
-        self.future = future
-        self.enqueued = enqueued
-        self.deadline = deadline
-        self.rows: int = x.shape[0]
+    def _deliver(self, result: Outputs | MaasError) -> None:
+        self._landed(result)  # type: ignore[misc]  # set unless a subclass delivers otherwise
 
 
 class DynamicBatcher:
@@ -205,7 +230,8 @@ class DynamicBatcher:
     async def submit(self, x: np.ndarray, deadline: float) -> Outputs:
         """Queue ``x`` (``[n, *input_shape]``) and wait for its outputs; ``deadline`` is a ``time.monotonic()``."""
         future: asyncio.Future[Outputs] = self._loop.create_future()
-        request = self._enqueue(x, deadline, future)
+        request = _Request(x, deadline, future)
+        self._enqueue(request)
         try:
             return await future
         finally:
@@ -219,18 +245,28 @@ class DynamicBatcher:
         errors included, goes to ``landed``, called from the batcher's own step on the event loop. The ticket
         cancels the request (its client hung up): it leaves the queue and ``landed`` is not called.
         """
-        return Ticket(self, self._enqueue(x, deadline, _Callback(landed)))
+        ticket = Ticket(x, deadline, landed)
+        self.enqueue(ticket)
+        return ticket
 
-    def _enqueue(self, x: np.ndarray, deadline: float, future: asyncio.Future[Outputs] | _Callback) -> _Request:
-        if not self.accepting:
+    def enqueue(self, ticket: Ticket) -> None:
+        """Queue a ticket made by the caller (a ``Ticket`` subclass that delivers its own way); refusals raise."""
+        ticket._batcher = self
+        self._enqueue(ticket)
+
+    def _enqueue(self, request: _Request) -> None:
+        if self._task is None or self._closing:  # not self.accepting: a property call less per request
             raise Unavailable("The model is not accepting requests right now (it is being unloaded).")
-        if self.queue_depth >= self._max_queue:
+        waiting = len(self._queue)
+        if len(self._in_flight) > 1:  # see queue_depth
+            waiting += self._waiting_on_thread()
+        if waiting >= self._max_queue:
             self._observer.on_reject("overloaded")
             raise Overloaded(
                 f"The model's queue is full ({self._max_queue} requests waiting); retry shortly.",
                 retry_after=self._retry_after(),
             )
-        request = _Request(x, future, time.monotonic(), deadline)
+        deadline = request.deadline
         if deadline <= request.enqueued:
             raise DeadlineExceeded("The request's deadline passed before it could be queued.")
         self._queue.append(request)
@@ -238,7 +274,6 @@ class DynamicBatcher:
         if deadline < self._deadline_check_at:
             self._check_deadlines_at(deadline)
         self._wakeup.set()
-        return request
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
         """Stop accepting, let the queue drain for up to ``drain_timeout`` s, then fail what is left."""
@@ -305,7 +340,7 @@ class DynamicBatcher:
         """
         if len(self._in_flight) < 2:
             return 0
-        return sum(not r.future.done() for batch in list(self._in_flight.values())[1:] for r in batch)
+        return sum(not r.done() for batch in list(self._in_flight.values())[1:] for r in batch)
 
     def _thread_busy(self) -> bool:
         """Whether the next batch should wait for one on the thread to come back.
@@ -329,7 +364,7 @@ class DynamicBatcher:
         rows = 0
         while self._queue:
             head = self._queue[0]
-            if head.future.done():  # expired or cancelled while queued
+            if head.done():  # expired or cancelled while queued
                 self._queue.popleft()
                 self._queued_rows -= head.rows
                 continue
@@ -394,8 +429,8 @@ class DynamicBatcher:
                 error = exc
             else:
                 for request, part in zip(batch, parts, strict=True):
-                    if not request.future.done():
-                        request.future.set_result(part)
+                    if not request.done():
+                        request.set_result(part)
         if error is not None:
             logger.warning("A batch of %d requests failed: %s", len(batch), error)
             _fail(batch, _as_maas_error(error))
@@ -427,15 +462,15 @@ class DynamicBatcher:
         """Fail every waiting request whose deadline has passed; re-arm for the earliest one left."""
         self._deadline_timer, self._deadline_check_at = None, math.inf
         now = time.monotonic()
-        expired = [r for r in self._waiting() if r.deadline <= now and not r.future.done()]
+        expired = [r for r in self._waiting() if r.deadline <= now and not r.done()]
         if expired:
             self._queue = deque(r for r in self._queue if r.deadline > now)
             self._queued_rows = sum(r.rows for r in self._queue)
             error = DeadlineExceeded("The prediction did not finish before its deadline; the server is busy.")
             for request in expired:
                 self._observer.on_reject("deadline")
-                request.future.set_exception(error)
-        earliest = min((r.deadline for r in self._waiting() if not r.future.done()), default=math.inf)
+                request.set_exception(error)
+        earliest = min((r.deadline for r in self._waiting() if not r.done()), default=math.inf)
         if earliest < math.inf:
             self._check_deadlines_at(earliest)
 
@@ -458,27 +493,10 @@ class DynamicBatcher:
         return float(max(1, math.ceil(self._batch_seconds * batches_ahead)))
 
 
-class Ticket:
-    """A ``submit_nowait`` request, to cancel while it waits."""
-
-    __slots__ = ("_batcher", "_request")
-
-    def __init__(self, batcher: DynamicBatcher, request: _Request) -> None:
-        self._batcher = batcher
-        self._request = request
-
-    def cancel(self) -> None:
-        """Drop the request (from the queue, or from its batch's answers): its ``landed`` will not be called."""
-        future = self._request.future
-        if not future.done():
-            future.cancel()
-            self._batcher._discard(self._request)
-
-
 def _fail(requests: list[_Request], error: MaasError) -> None:
     for request in requests:
-        if not request.future.done():
-            request.future.set_exception(error)
+        if not request.done():
+            request.set_exception(error)
 
 
 def _unloaded() -> MaasError:

@@ -89,6 +89,8 @@ class _Entry(Generic[V]):
 class Lease(Generic[V]):
     """A hold on a cached value; ``release()`` exactly once (or use ``ModelCache.lease``)."""
 
+    __slots__ = ("_cache", "_entry", "value")
+
     def __init__(self, cache: ModelCache[Any, V], entry: _Entry[V]) -> None:
         self._cache = cache
         self._entry: _Entry[V] | None = entry

@@ -55,25 +55,26 @@ class Prediction(NamedTuple):
 Landing = Prediction | MaasError  # what ``infer_nowait`` hands its callback
 
 
-class Flight:
-    """A request that ``infer_nowait`` queued: it holds its lease on the model until it lands or is cancelled."""
+class Flight(Ticket):
+    """A request that ``infer_nowait`` queued (the batcher's ticket itself): it holds its lease on the model
+    until it lands or is cancelled."""
 
-    __slots__ = ("_done", "_lease", "_servable", "_variant", "ticket")
+    __slots__ = ("_done", "_lease", "_servable", "_variant")
 
-    def __init__(self, servable: ServableVersion, variant: str, lease: Lease[ModelRunner],
-                 done: Callable[[Landing], None]) -> None:
+    def __init__(self, x: np.ndarray, deadline: float, servable: ServableVersion, variant: str,
+                 lease: Lease[ModelRunner], done: Callable[[Landing], None]) -> None:
+        super().__init__(x, deadline)
         self._servable = servable
         self._variant = variant
         self._lease: Lease[ModelRunner] | None = lease
         self._done = done
-        self.ticket: Ticket | None = None
 
-    def landed(self, result: Outputs | MaasError) -> None:
-        """The batcher's callback: release the model, then hand the prediction (or the error) on."""
+    def _deliver(self, result: Outputs | MaasError) -> None:
+        """The batcher's answer: release the model, then hand the prediction (or the error) on."""
         lease = self._lease
         if lease is None:
             return
-        self._lease = self.ticket = None  # also breaks the cycle through the batcher's callback
+        self._lease = None
         lease.release()
         if isinstance(result, MaasError):
             self._done(result)
@@ -82,12 +83,11 @@ class Flight:
 
     def cancel(self) -> None:
         """Drop the request (its client hung up): it leaves the queue, and its callback is not called."""
-        lease, ticket = self._lease, self.ticket
+        lease = self._lease
         if lease is None:
             return
-        self._lease = self.ticket = None
-        if ticket is not None:
-            ticket.cancel()
+        self._lease = None
+        super().cancel()
         lease.release()
 
 
@@ -243,10 +243,9 @@ class InferenceEngine:
         lease = self._cache.acquire_loaded(key)
         if lease is None:
             return None
-        flight = Flight(servable, key.variant, lease, done)
+        flight = Flight(x, time.monotonic() + self._settings.request_timeout_s, servable, key.variant, lease, done)
         try:
-            flight.ticket = lease.value.submit_nowait(x, time.monotonic() + self._settings.request_timeout_s,
-                                                      flight.landed)
+            lease.value.enqueue(flight)
         except BaseException:
             lease.release()
             raise

@@ -86,6 +86,12 @@ class ModelRunner:
             raise RuntimeError("The model runner is not open.")
         return self._batcher.submit_nowait(x, deadline, landed)
 
+    def enqueue(self, ticket: Ticket) -> None:
+        """The batcher's ``enqueue``: a ticket made by the caller joins the queue (refusals raise)."""
+        if self._batcher is None:
+            raise RuntimeError("The model runner is not open.")
+        self._batcher.enqueue(ticket)
+
     @property
     def batching(self) -> tuple[int, float]:
         """(max_batch_size, max_delay_ms) in force."""

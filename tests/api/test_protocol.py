@@ -39,6 +39,7 @@ from tests.factories import GatedBackend, affine_onnx, import_model
 BODY = b'{"model": "affine", "inputs": [[4, 4, 4, 4]]}'
 NINES = b'"predictions":[[9.0,9.0,9.0,9.0]]}'
 LIMIT_MB = 0.01  # ~10 kB
+KEEP_ALIVE_S = 1.0  # the served fixture's keep-alive timeout (uvicorn's default is 5 s)
 
 
 def _open() -> threading.Event:
@@ -89,7 +90,8 @@ def served(tmp_path: Path, database_url: str) -> Iterator[Served]:
     assert hot_path is not None
     _count_hot_answers(hot_path, result.hot, result.in_tasks)
     config = uvicorn.Config(app, host="127.0.0.1", port=result.port, http=HotPathProtocol.serving(app),
-                            log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+                            log_level="warning", access_log=False, timeout_graceful_shutdown=5,
+                            timeout_keep_alive=KEEP_ALIVE_S)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -202,6 +204,28 @@ def test_predictions_are_answered_beneath_asgi_on_a_kept_alive_connection(served
     assert 'maas_http_requests_total{method="POST",route="/predict",status="200"} 1.0' in metrics
     assert 'maas_http_requests_total{method="POST",route="/predict",status="422"} 1.0' in metrics
     assert 'maas_inference_requests_total{model="affine",status="200",version="1"} 3.0' in metrics
+
+
+def test_a_kept_alive_connection_closes_only_after_a_whole_timeout_without_a_request(served: Served) -> None:
+    # The protocol arms a connection's keep-alive timer once and keeps it across requests (uvicorn re-arms it
+    # after every answer): requests that keep coming, each within the timeout of the last answer, keep the
+    # connection open for longer than one timeout in all; an idle spell of a whole timeout ends it.
+    with served.connect() as sock:
+        reader = Reader(sock)
+        started = time.monotonic()
+        answers = []
+        while True:
+            sock.sendall(post("/predict"))
+            answers.append(reader.answer().status)
+            sock.sendall(get("/healthz"))  # uvicorn's ASGI path shares the timer
+            answers.append(reader.answer().status)
+            idle_since = time.monotonic()
+            if idle_since - started > 2.5 * KEEP_ALIVE_S:
+                break
+            time.sleep(KEEP_ALIVE_S / 3)
+        assert set(answers) == {200} and len(answers) >= 8
+        assert reader.closed()  # recv waits until the server closes (the socket's own timeout is 10 s)
+        assert time.monotonic() - idle_since >= KEEP_ALIVE_S * 0.9
 
 
 def test_pipelined_requests_are_answered_in_order(served: Served) -> None:
