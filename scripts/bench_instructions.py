@@ -42,6 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_serve  # a sibling script: its models and reference apps
+from bench_hot_path import run_loop  # maas serve's event loop: uvloop when installed
 
 MODEL = "digits-mlp"
 SERVERS = ("floor", "lean", "maas")
@@ -120,15 +121,6 @@ def count(runs: list[tuple[str, str | None]], model: Path, folder: Path) -> None
     if ("maas", runs[-1][1]) in per_request and runs[-1][1] is not None:
         other = per_request[("maas", runs[-1][1])]
         print(f"this checkout / {runs[-1][1]}: {maas / other:.3f} of its instructions ({maas - other:+,.0f} a request)")
-
-
-def run_loop(main: Any) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
 
 
 # --- one run: a server's protocol fed over in-memory connections ---------------------------------------
