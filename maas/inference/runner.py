@@ -15,7 +15,7 @@ import numpy as np
 
 from maas.errors import InferenceFailed, MaasError
 from maas.inference.backends.base import Backend, fixed_batch_size
-from maas.inference.batcher import BatchObserver, DynamicBatcher, Landed, Outputs, Ticket
+from maas.inference.batcher import BatchObserver, DynamicBatcher, Outputs, Ticket
 from maas.inference.footprint import FootprintMeter
 
 
@@ -79,12 +79,6 @@ class ModelRunner:
         if self._batcher is None:
             raise RuntimeError("The model runner is not open.")
         return self._batcher.submit(x, deadline)
-
-    def submit_nowait(self, x: np.ndarray, deadline: float, landed: Landed) -> Ticket:
-        """The batcher's ``submit_nowait``: ``landed`` gets the outputs (or the error) on the event loop."""
-        if self._batcher is None:
-            raise RuntimeError("The model runner is not open.")
-        return self._batcher.submit_nowait(x, deadline, landed)
 
     def enqueue(self, ticket: Ticket) -> None:
         """The batcher's ``enqueue``: a ticket made by the caller joins the queue (refusals raise)."""
