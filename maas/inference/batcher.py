@@ -78,43 +78,25 @@ class NullBatchObserver:
 Landed = Callable[["Outputs | MaasError"], None]
 
 
-class _Queued:
-    """One queued request: its rows, when it was queued and its deadline. Identity equality (the default):
+class _Request:
+    """One queued request that ``submit`` awaits through its future. Identity equality (the default):
     ``deque.remove`` must not compare numpy arrays.
 
-    The batcher only calls ``done``, ``set_result`` and ``set_exception`` on a request: ``_Request`` answers
-    them through the future ``submit`` awaits, ``Ticket`` through a callback.
+    The batcher only calls ``done``, ``set_result`` and ``set_exception`` on a request; ``Ticket`` is the same
+    request answered by a callback instead of a future.
     """
 
-    __slots__ = ("deadline", "enqueued", "rows", "x")
+    __slots__ = ("deadline", "enqueued", "future", "rows", "x")
 
-    def __init__(self, x: np.ndarray, deadline: float) -> None:
+    def __init__(self, x: np.ndarray, deadline: float, future: asyncio.Future[Outputs]) -> None:
         self.x = x
         self.rows: int = x.shape[0]
         self.enqueued = time.monotonic()
         self.deadline = deadline
-
-    def done(self) -> bool:
-        """Answered, failed or given up (its waiter cancelled): the batcher skips it."""
-        raise NotImplementedError
-
-    def set_result(self, outputs: Outputs) -> None:
-        raise NotImplementedError
-
-    def set_exception(self, error: MaasError) -> None:
-        raise NotImplementedError
-
-
-class _Request(_Queued):
-    """A request that ``submit`` awaits through its future."""
-
-    __slots__ = ("future",)
-
-    def __init__(self, x: np.ndarray, deadline: float, future: asyncio.Future[Outputs]) -> None:
-        super().__init__(x, deadline)
         self.future = future
 
     def done(self) -> bool:
+        """Answered, failed or given up (its waiter cancelled): the batcher skips it."""
         return self.future.done()
 
     def set_result(self, outputs: Outputs) -> None:
@@ -127,7 +109,7 @@ class _Request(_Queued):
 _PENDING, _LANDED, _CANCELLED = 0, 1, 2  # the states of a Ticket
 
 
-class Ticket(_Queued):
+class Ticket(_Request):
     """A ``submit_nowait`` request: queued like any, answered by a callback; ``cancel`` drops it.
 
     One object per request (not a request, a callback and a handle to cancel them): the batcher's queue holds
@@ -140,7 +122,10 @@ class Ticket(_Queued):
     _batcher: DynamicBatcher  # set by ``DynamicBatcher.enqueue``
 
     def __init__(self, x: np.ndarray, deadline: float, landed: Landed | None = None) -> None:
-        super().__init__(x, deadline)
+        self.x = x  # _Request's attributes, set here rather than through its __init__: one call less
+        self.rows = x.shape[0]
+        self.enqueued = time.monotonic()
+        self.deadline = deadline
         self._landed = landed
         self._state = _PENDING
 
@@ -201,12 +186,12 @@ class DynamicBatcher:
         self._max_queue = max_queue
         self._executor = executor
         self._observer = observer or NullBatchObserver()
-        self._queue: deque[_Queued] = deque()
+        self._queue: deque[_Request] = deque()
         self._queued_rows = 0  # rows of the requests in _queue
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # Batches handed to the executor, not yet answered, oldest first, with their requests.
-        self._in_flight: dict[asyncio.Task[None], list[_Queued]] = {}
+        self._in_flight: dict[asyncio.Task[None], list[_Request]] = {}
         self._max_in_flight = max_in_flight
         self._closing = False
         self._batch_seconds = 0.01  # moving average of one model call; sizes Retry-After
@@ -269,10 +254,13 @@ class DynamicBatcher:
         ticket._batcher = self
         self._enqueue(ticket)
 
-    def _enqueue(self, request: _Queued) -> None:
-        if not self.accepting:
+    def _enqueue(self, request: _Request) -> None:
+        if self._task is None or self._closing:  # not self.accepting: a property call less per request
             raise Unavailable("The model is not accepting requests right now (it is being unloaded).")
-        if self.queue_depth >= self._max_queue:
+        waiting = len(self._queue)
+        if len(self._in_flight) > 1:  # see queue_depth
+            waiting += self._waiting_on_thread()
+        if waiting >= self._max_queue:
             self._observer.on_reject("overloaded")
             raise Overloaded(
                 f"The model's queue is full ({self._max_queue} requests waiting); retry shortly.",
@@ -370,9 +358,9 @@ class DynamicBatcher:
         while self._in_flight:
             await asyncio.wait(list(self._in_flight))
 
-    def _take(self) -> list[_Queued]:
+    def _take(self) -> list[_Request]:
         """Everything queued that fits in one batch (always at least one request, however many rows)."""
-        taken: list[_Queued] = []
+        taken: list[_Request] = []
         rows = 0
         while self._queue:
             head = self._queue[0]
@@ -397,7 +385,7 @@ class DynamicBatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
 
-    def _dispatch(self, batch: list[_Queued]) -> None:
+    def _dispatch(self, batch: list[_Request]) -> None:
         task = self._loop.create_task(self._execute(batch), name="maas-batch")
         self._in_flight[task] = batch
         task.add_done_callback(self._landed)
@@ -406,7 +394,7 @@ class DynamicBatcher:
         self._in_flight.pop(task, None)
         self._wakeup.set()  # the consumer may be waiting for the thread
 
-    async def _execute(self, batch: list[_Queued]) -> None:
+    async def _execute(self, batch: list[_Request]) -> None:
         """Run ``batch`` on the executor thread and answer its requests."""
         started = time.perf_counter()
         try:
@@ -420,7 +408,7 @@ class DynamicBatcher:
         else:
             self._finish(batch, offsets, outputs, started)
 
-    def _execute_inline(self, batch: list[_Queued]) -> None:
+    def _execute_inline(self, batch: list[_Request]) -> None:
         """Run ``batch`` on the event loop (a cheap model: see the module's docstring) and answer its requests."""
         started = time.perf_counter()
         try:
@@ -431,7 +419,7 @@ class DynamicBatcher:
         else:
             self._finish(batch, offsets, outputs, started)
 
-    def _finish(self, batch: list[_Queued], offsets: list[int], result: Outputs | Exception, started: float) -> None:
+    def _finish(self, batch: list[_Request], offsets: list[int], result: Outputs | Exception, started: float) -> None:
         """Answer ``batch`` with its share of ``result`` each (or fail it with ``result``), then report it."""
         error = result if isinstance(result, Exception) else None
         if not isinstance(result, Exception):
@@ -486,14 +474,14 @@ class DynamicBatcher:
         if earliest < math.inf:
             self._check_deadlines_at(earliest)
 
-    def _waiting(self) -> Iterator[_Queued]:
+    def _waiting(self) -> Iterator[_Request]:
         yield from self._queue
         for batch in self._in_flight.values():
             yield from batch
 
     # --- helpers of the waiters ------------------------------------------------------------------------
 
-    def _discard(self, request: _Queued) -> None:
+    def _discard(self, request: _Request) -> None:
         try:
             self._queue.remove(request)
         except ValueError:  # already taken into a batch
@@ -505,7 +493,7 @@ class DynamicBatcher:
         return float(max(1, math.ceil(self._batch_seconds * batches_ahead)))
 
 
-def _fail(requests: list[_Queued], error: MaasError) -> None:
+def _fail(requests: list[_Request], error: MaasError) -> None:
     for request in requests:
         if not request.done():
             request.set_exception(error)
