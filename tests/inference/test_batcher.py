@@ -156,7 +156,7 @@ async def test_a_lone_request_does_not_wait_for_company(make_batcher) -> None:
     started = time.perf_counter()
     out = await batcher.submit(rows(4.0), soon())
     assert out["y"][0, 0] == 9.0
-    assert time.perf_counter() - started < 0.2  # no timed window (a 0.5 s one would show)
+    assert time.perf_counter() - started < 0.4  # no timed window (a 0.5 s one would show; slack for a slow CI VM)
 
 
 async def test_everything_queued_while_the_model_is_busy_runs_as_one_batch(make_batcher, model: AffineModel,
