@@ -54,7 +54,7 @@ CONCURRENCY = (1, 16, 64)
 ROW = [round(float(v), 1) for v in np.random.default_rng(0).uniform(0, 16, 64)]
 BULK_ROWS = 64
 BULK_CONCURRENCY = 16
-REFERENCES = ("naive", "floor", "lean")  # the uvicorn apps below, served as <label>_app
+REFERENCES = ("floor", "lean", "naive")  # the uvicorn apps below, served as <label>_app; run in this order
 
 NAIVE_APP = '''
 import os
@@ -355,7 +355,8 @@ def print_table(results: dict[tuple[str, str, int], Load], ort_rates: dict[tuple
         print(f"{model:<28} {batch:>5} {rate:>11.0f}")
 
 
-def print_ratios(runs: dict[tuple[str, str, int], list[Load]], rates: dict[tuple[str, int], list[float]]) -> None:
+def print_ratios(results: dict[tuple[str, str, int], Load], runs: dict[tuple[str, str, int], list[Load]],
+                 rates: dict[tuple[str, int], list[float]]) -> None:
     """The goals' ratios, each the median of its rounds' own ratios (loads run seconds apart, see ``run``)."""
     def rps(label: str, model: str, concurrency: int, rows: int = 1) -> list[float]:
         return [load.rps * rows for load in runs[(label, model, concurrency)]]
@@ -379,19 +380,16 @@ def print_ratios(runs: dict[tuple[str, str, int], list[Load]], rates: dict[tuple
     print("\nratios: the median of the rounds' own ratios (each round's in brackets)")
     for label, (value, each), goal, threshold in checks:
         verdict = "" if goal == "-" else ("met" if value >= threshold else "MISSED")
-        print(f"{label:<32} {value:>7.2f}   goal {goal:<8} {verdict:<6}  [{each}]")
-    p99 = statistics.median(load.p99_ms for load in runs[("maas", "digits-mlp", 64)])
-    p50 = statistics.median(load.p50_ms for load in runs[("maas", "digits-mlp", 1)])
+        print(f"{label:<32} {value:>7.3f}   goal {goal:<8} {verdict:<6}  [{each}]")  # 3 places: 0.349 is no 0.35
+    p99, p50 = results[("maas", "digits-mlp", 64)].p99_ms, results[("maas", "digits-mlp", 1)].p50_ms
     print(f"{'MLP c=64 maas p99':<32} {p99:>6.2f}ms  goal < 15 ms  {'met' if p99 < 15 else 'MISSED'}")
     print(f"{'MLP c=1 maas p50':<32} {p50:>6.3f}ms  goal < 0.3 ms {'met' if p50 < 0.3 else 'MISSED'}")
     print("\nthe lean batching reference (no duties), same run; the issue quotes 5.9x naive, 0.89 of the floor:")
     for label, (value, each) in (("MLP c=64 lean / floor", ratio(lean, floor)), ("MLP c=64 lean / naive",
                                   ratio(lean, naive)), ("MLP c=64 maas / lean", ratio(maas, lean))):
         print(f"{label:<32} {value:>7.2f}  [{each}]")
-    lean_p99 = statistics.median(load.p99_ms for load in runs[("lean", "digits-mlp", 64)])
-    lean_p50 = statistics.median(load.p50_ms for load in runs[("lean", "digits-mlp", 1)])
-    print(f"{'MLP c=64 lean p99':<32} {lean_p99:>6.2f}ms")
-    print(f"{'MLP c=1 lean p50':<32} {lean_p50:>6.3f}ms")
+    print(f"{'MLP c=64 lean p99':<32} {results[('lean', 'digits-mlp', 64)].p99_ms:>6.2f}ms")
+    print(f"{'MLP c=1 lean p50':<32} {results[('lean', 'digits-mlp', 1)].p50_ms:>6.3f}ms")
 
 
 def main() -> None:
@@ -430,7 +428,7 @@ def run(folder: Path, seconds: int, epochs: int, stack: list[str], repeats: int,
     # references, run half a minute later, missed). The CNN's loads come last, just before ORT's own rate.
     ours = ("maas", "before") if baseline is not None else ("maas",)  # "before": an earlier checkout of maas
     plan = [(label, "digits-mlp", concurrency, 1, "json") for concurrency in CONCURRENCY
-            for label in (*ours, "floor", "lean", "naive")]
+            for label in (*ours, *REFERENCES)]
     plan += [(label, "digits-cnn", concurrency, 1, "json") for concurrency in CONCURRENCY for label in ours]
     plan += [(label, "digits-cnn", BULK_CONCURRENCY, BULK_ROWS, protocol) for protocol in ("json", V2_BINARY)
              for label in ours]
@@ -465,7 +463,7 @@ def run(folder: Path, seconds: int, epochs: int, stack: list[str], repeats: int,
     ort_rates = {key: statistics.median(values) for key, values in rates.items()}
     print(f"\nmedians of {repeats} interleaved run(s) of {seconds} s each")
     print_table(results, ort_rates)
-    print_ratios(runs, rates)
+    print_ratios(results, runs, rates)
     if baseline is not None:
         print(f"\nthis checkout / the one at {baseline} (same loads, interleaved)")
         for (label, name, concurrency), load in results.items():

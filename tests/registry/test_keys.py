@@ -4,6 +4,7 @@ import pytest
 
 from maas.errors import InvalidInput, KeyNotFound
 from maas.registry.keys import KeyService
+from maas.security.api_keys import KEY_PREFIX
 
 
 def test_create_authenticate_revoke(keys: KeyService) -> None:
@@ -20,11 +21,11 @@ def test_create_authenticate_revoke(keys: KeyService) -> None:
 
 
 def test_the_secret_is_never_stored(keys: KeyService) -> None:
-    _entity, secret = keys.create("acme", "", ["read"])
+    entity, secret = keys.create("acme", "", ["read"])
     with keys.db.engine.connect() as conn:
         dump = repr(conn.exec_driver_sql("SELECT * FROM api_keys").fetchall())
-    # The random part follows "maas_<prefix>_" and may itself hold "_" (URL-safe base64): take all of it.
-    random_part = secret.split("_", 2)[2]
+    # What follows "maas_<prefix>_", whole: URL-safe base64, which may itself hold "_".
+    random_part = secret.removeprefix(f"{KEY_PREFIX}{entity.prefix}_")
     assert len(random_part) >= 32 and secret not in dump and random_part not in dump
 
 
