@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # id, body limit and metrics) and sends everything else through RequestMiddleware (request id, body limits,
     # metrics, audit) into FastAPI's stack (see api/hotpath.py).
     app.router.routes[:0] = [*predict.routes, *v2.routes]
+    app.raw_operations = {**predict.DOCS, **v2.DOCS}  # FastAPI's OpenAPI document cannot see raw routes
     hot_routes = [*predict.routes, *v2.infer_routes]
     app.install_front(lambda fastapi_stack: HotPath(
         RequestMiddleware(fastapi_stack, metrics=services.metrics, limit_for=_limit_for(settings),

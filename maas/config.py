@@ -134,7 +134,8 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
-        if value in {"auto", "cpu", "cuda"} or (value.startswith("cuda:") and value[5:].isdigit()):
+        index = value.removeprefix("cuda:")
+        if value in {"auto", "cpu", "cuda"} or (index != value and index.isascii() and index.isdigit()):
             return value
         raise ValueError("device must be auto, cpu, cuda or cuda:N")
 

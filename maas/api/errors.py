@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from maas.api.responses import JSONResponse
 from maas.errors import MaasError, Overloaded
@@ -65,6 +68,20 @@ def error_response(error: MaasError) -> JSONResponse:
     return JSONResponse(error.to_dict(), status_code=status_for(error), headers=headers)
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> str:
+    """A 405's ``Allow``: every method some route fully matches ``scope``'s path with (RFC 9110, 15.5.6).
+
+    Asked of the routes themselves (``BaseRoute.matches``), so routers that FastAPI keeps whole are asked too.
+    """
+    routes = list(routes)
+    allowed = [method for method in _METHODS
+               if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)]
+    return ", ".join(allowed)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_maas_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, MaasError)
@@ -76,12 +93,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": "The request is invalid.", "code": "invalid_input", "details": details},
                               status_code=422)
 
-    async def on_http(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         message = exc.detail if isinstance(exc.detail, str) else "HTTP error"
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        return JSONResponse({"error": message, "code": code}, status_code=exc.status_code,
-                              headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette names the methods of the first route of the path only
+            headers = {**(headers or {}), "Allow": allowed_methods(request.app.router.routes, request.scope)}
+        return JSONResponse({"error": message, "code": code}, status_code=exc.status_code, headers=headers)
 
     async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)

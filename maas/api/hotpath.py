@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from time import perf_counter
 from typing import Any, cast
 
 from fastapi import FastAPI
 from starlette.routing import Route
 
+from maas.api import openapi
 from maas.api.deps import Services
+from maas.api.openapi import RawOperation
 from maas.api.raw import Answer, Pending, RawEndpoint, RawRequest, Reply, json_answer
 from maas.observability import context
 from maas.observability.metrics import Metrics
@@ -52,6 +54,16 @@ class MaasAPI(FastAPI):
 
     _front: ASGIApp | None = None
     services: Services  # also app.state.services; read by every raw request, where State's lookup costs ~0.5 us
+
+    raw_operations: Mapping[str, RawOperation] = {}  # the raw routes' documentation, by path (see api/openapi.py)
+
+    _completed: dict[str, Any] | None = None
+
+    def openapi(self) -> dict[str, Any]:
+        document = super().openapi()  # FastAPI's own, cached until the routes change
+        if document is not self._completed:
+            self._completed = openapi.complete(document, self.routes, self.raw_operations)
+        return document
 
     def install_front(self, factory: FrontFactory) -> None:
         """``factory(fastapi_stack)`` builds the ASGI app every HTTP request enters first."""

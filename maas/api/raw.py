@@ -333,7 +333,7 @@ def version_ref(value: Any, field: str = "version") -> Ref:
     if value is None or (isinstance(value, int) and not isinstance(value, bool)):
         return value  # type: ignore[no-any-return]
     if isinstance(value, str) and value:
-        return int(value) if value.isdigit() else value
+        return int(value) if value.isascii() and value.isdigit() else value  # "¹".isdigit(), int("¹") fails
     raise InvalidInput(f'"{field}" must be a version number or an alias name.')
 
 

@@ -1,14 +1,18 @@
-"""orjson-rendered JSON responses (FastAPI's own JSONResponse is deprecated)."""
+"""orjson-rendered JSON responses (FastAPI's own JSONResponse is deprecated).
+
+A ``starlette.responses.JSONResponse`` by class, so that FastAPI documents a route's JSON answer from its
+return annotation (it documents any other response class as a string).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
-from starlette.responses import Response
+from starlette.responses import JSONResponse as StarletteJSONResponse
 
 
-class JSONResponse(Response):
+class JSONResponse(StarletteJSONResponse):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:

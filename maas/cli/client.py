@@ -182,7 +182,7 @@ def predict(model: Annotated[str, typer.Option(help="Model name.")],
         _fail(f"--input is not valid JSON: {exc}", 2)
     body: dict[str, Any] = {"model": model, "inputs": inputs}
     if version is not None:
-        body["version"] = int(version) if version.isdigit() else version
+        body["version"] = int(version) if version.isascii() and version.isdigit() else version
     console.print_json(data=_call(lambda: ApiClient(url, key).post("/predict", body)))
 
 

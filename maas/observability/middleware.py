@@ -72,7 +72,7 @@ class RequestMiddleware:
         # The server drops the body by the method in its own scope, which stays HEAD.
         inner = {**scope, "method": "GET"} if scope["method"] == "HEAD" else scope
         with context.request_context(rid):
-            if declared and declared.isdigit() and int(declared) > limit:
+            if declared and declared.isascii() and declared.isdigit() and int(declared) > limit:
                 await self._too_large(send, limit, status_box)
             else:
                 await self._call(inner, _limited(receive, limit), _tracking(send, status_box, rid), limit, status_box)

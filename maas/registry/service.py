@@ -289,7 +289,7 @@ class RegistryService:
             return repo.version_entity(row, model, repo.aliases_of_version(s, row.id))
 
     def _resolve_number(self, s: Session, model: ModelRow, ref: int | str | None) -> int:
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
             return int(ref)
         if ref is not None:
             alias = repo.find_alias(s, model.id, ref)

@@ -18,7 +18,7 @@ def resolve_device(requested: str) -> str:
     if not torch.cuda.is_available():
         raise InvalidSpec(f"Device {requested!r} was requested but this machine has no usable CUDA GPU.")
     index = requested.partition(":")[2]
-    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+    if index and (not (index.isascii() and index.isdigit()) or int(index) >= torch.cuda.device_count()):
         raise InvalidSpec(f"Device {requested!r} does not exist; this machine has "
                           f"{torch.cuda.device_count()} CUDA device(s).")
     return requested

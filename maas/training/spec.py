@@ -43,7 +43,7 @@ _OPTIONAL_FIELDS = ("hidden", "dropout", "batch_norm", "channels", "kernel_size"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ArchitectureSpec(_Strict):

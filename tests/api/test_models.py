@@ -51,6 +51,15 @@ def test_aliases_over_http(client: TestClient) -> None:
     assert client.put("/models/m/aliases/production", json={"version": 9}).status_code == 404
 
 
+@pytest.mark.parametrize("version", [True, "1", 1.0, None])
+def test_an_alias_takes_a_json_integer_only(client: TestClient, version: object) -> None:
+    # Lax pydantic would read true and "1" as version 1: a JSON API takes the type it documents.
+    assert import_model(client, "m", affine_onnx()).status_code == 201
+    response = client.put("/models/m/aliases/production", json={"version": version})
+    assert response.status_code == 422 and response.json()["details"][0]["loc"] == ["version"]
+    assert client.get("/models/m").json()["aliases"] == {}
+
+
 @pytest.mark.parametrize(("blob", "code"), [(b"not onnx", "invalid_model"),
                                            (b"\x80\x04\x95\x00pickle", "invalid_model")])
 def test_bad_uploads_are_422_and_store_nothing(client: TestClient, blob: bytes, code: str) -> None:
@@ -174,6 +183,9 @@ def test_a_models_own_batching_settings_are_stored_shown_and_served_with(client:
         ({"max_batch_size": 0}, 422, "invalid_input"),
         ({"max_batch_size": 100_000}, 422, "invalid_input"),
         ({"max_delay_ms": -1}, 422, "invalid_input"),
+        ({"max_delay_ms": False}, 422, "invalid_input"),
+        ({"max_batch_size": "32"}, 422, "invalid_input"),
+        ({"max_batch_size": True}, 422, "invalid_input"),
         ({"batch": 8}, 422, "invalid_input"),
         ([1], 422, "invalid_input"),
     ],

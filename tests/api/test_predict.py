@@ -88,6 +88,13 @@ def test_the_model_may_come_from_the_path(iris: TestClient) -> None:
 
 
 # --- versions and variants -----------------------------------------------------------------------------
+@pytest.mark.parametrize("version", ["\u00b9", "\u0663"])  # superscript one, Arabic-Indic three
+def test_a_version_of_non_ascii_digits_is_an_unknown_alias(affine: TestClient, version: str) -> None:
+    # str.isdigit() holds for both; int("¹") fails (found by schemathesis as a 500), int("٣") would read 3.
+    response = predict(affine, {**BODY, "version": version})
+    assert response.status_code == 404 and response.json()["code"] == "alias_not_found", response.text
+
+
 def test_versions_by_number_alias_and_default(client: TestClient) -> None:
     import_model(client, "m", affine_onnx(), task="regression")  # 4 -> 9
     import_model(client, "m", affine_onnx(weight=3.0, bias=0.0), task="regression")  # 4 -> 12

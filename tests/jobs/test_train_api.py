@@ -56,6 +56,21 @@ def test_unknown_fields_are_422(client: TestClient, body: dict[str, Any]) -> Non
     assert response.json()["details"]
 
 
+@pytest.mark.parametrize(("body", "loc"), [
+    ({"dataset": "iris", "hyperparameters": {"epochs": "5"}}, ["hyperparameters", "epochs"]),
+    ({"dataset": "iris", "hyperparameters": {"epochs": True}}, ["hyperparameters", "epochs"]),
+    ({"dataset": "iris", "hyperparameters": {"standardize": "yes"}}, ["hyperparameters", "standardize"]),
+    ({"dataset": "iris", "export": {"onnx": 1}}, ["export", "onnx"]),
+    ({"dataset": "iris", "architecture": {"type": "mlp", "hidden": ["8"]}}, ["architecture", "hidden", 0]),
+], ids=["string-int", "bool-int", "string-bool", "int-bool", "string-in-list"])
+def test_values_of_the_wrong_json_type_are_422(client: TestClient, body: dict[str, Any], loc: list[Any]) -> None:
+    # Lax pydantic would read "5" and true as 5 and 1, and "yes" as true: the spec takes the types it documents.
+    response = client.post("/train", json=body)
+
+    assert response.status_code == 422 and response.json()["details"][0]["loc"] == loc
+    assert client.get("/jobs").json()["total"] == 0
+
+
 @pytest.mark.parametrize("body", [
     {"dataset": "iris", "architecture": {"type": "mlp", "hidden": [8192] * 16}},
     {"dataset": "iris", "hyperparameters": {"epochs": 10**6}},

@@ -8,14 +8,21 @@ from starlette.concurrency import run_in_threadpool
 from maas.api.body import media_type, read_model
 from maas.api.deps import ManageDep, ReadDep, RegistryDep, TrainDep
 from maas.api.forms import read_form, required_file, text_field
+from maas.api.openapi import errors, upload_body
 from maas.api.responses import JSONResponse
+from maas.api.schemas.common import Limit, Offset
 from maas.api.schemas.datasets import DatasetCreate, dataset_list, dataset_public
 from maas.errors import UnsupportedMediaType
 
 router = APIRouter(tags=["datasets"])
+UPLOAD_FIELDS = {"file": "The dataset file.", "name": "The dataset's name.",
+                 "target": "The target column (default: target, label, y or class).",
+                 "task": "classification or regression (default: inferred)."}
 
 
-@router.post("/datasets", status_code=201)
+@router.post("/datasets", status_code=201, responses=errors(400, 401, 403, 409, 413, 415, 422),
+             openapi_extra=upload_body(UPLOAD_FIELDS, required=("file", "name"), json=DatasetCreate,
+                                       description="A file (CSV, Parquet, JSONL or NPZ) or a built-in by name."))
 async def create_dataset(request: Request, principal: TrainDep, registry: RegistryDep) -> JSONResponse:
     """Upload a file (multipart: ``file``, ``name``, ``target``, ``task``) or register a built-in (JSON)."""
     kind = media_type(request)
@@ -34,16 +41,16 @@ async def create_dataset(request: Request, principal: TrainDep, registry: Regist
     return JSONResponse(dataset_public(dataset), status_code=201)
 
 
-@router.get("/datasets")
-def list_datasets(principal: ReadDep, registry: RegistryDep, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+@router.get("/datasets", responses=errors(401, 403, 422))
+def list_datasets(principal: ReadDep, registry: RegistryDep, offset: Offset = 0, limit: Limit = 50) -> dict[str, Any]:
     return dataset_list(registry.list_datasets(principal.tenant, offset, limit))
 
 
-@router.get("/datasets/{ref}")
+@router.get("/datasets/{ref}", responses=errors(401, 403, 404))
 def get_dataset(ref: str, principal: ReadDep, registry: RegistryDep) -> dict[str, Any]:
     return dataset_public(registry.get_dataset(principal.tenant, ref))
 
 
-@router.delete("/datasets/{ref}", status_code=204)
+@router.delete("/datasets/{ref}", status_code=204, responses=errors(401, 403, 404, 409))
 def delete_dataset(ref: str, principal: ManageDep, registry: RegistryDep) -> None:
     registry.delete_dataset(principal.tenant, ref)

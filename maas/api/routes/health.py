@@ -17,7 +17,7 @@ def healthz() -> dict[str, Any]:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "Not ready: a check failed (the same body)."}})
 def readyz(services: ServicesDep) -> Response:
     checks = {"database": services.db.ping()}
     checks["migrations"] = checks["database"] and services.db.schema_is_current()

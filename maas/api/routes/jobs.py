@@ -2,27 +2,34 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from maas.api.body import read_json, validate
 from maas.api.deps import JobsDep, ReadDep, RegistryDep, ServicesDep, TrainDep
+from maas.api.openapi import errors, json_body
 from maas.api.responses import JSONResponse
-from maas.api.schemas.jobs import job_list, job_public
+from maas.api.schemas.common import Limit, Offset
+from maas.api.schemas.jobs import JobSubmit, job_list, job_public
 from maas.datasets.schema import DatasetSchema
 from maas.errors import InvalidInput
+from maas.registry.jobs import JOB_KINDS, STATUSES
 from maas.registry.service import check_name
 from maas.training.spec import TrainSpec, resolve_spec
 
 router = APIRouter(tags=["jobs"])
+# Documented with their values; the job queue checks them with its own message.
+JobStatus = Annotated[str | None, Query(json_schema_extra={"enum": list(STATUSES)})]
+JobKind = Annotated[str | None, Query(json_schema_extra={"enum": list(JOB_KINDS)})]
 EVENT_POLL_SECONDS = 0.5
 
 
-@router.post("/train", status_code=202)
+@router.post("/train", status_code=202, responses=errors(400, 401, 403, 404, 413, 415, 422),
+             openapi_extra=json_body(TrainSpec))
 async def train(request: Request, principal: TrainDep, services: ServicesDep,
                 idempotency_key: str | None = Header(default=None, max_length=128)) -> JSONResponse:
     """Queue a training job; answers at once with its id."""
@@ -32,7 +39,8 @@ async def train(request: Request, principal: TrainDep, services: ServicesDep,
                           headers={"Location": f"/jobs/{job.id}"})
 
 
-@router.post("/jobs", status_code=202)
+@router.post("/jobs", status_code=202, responses=errors(400, 401, 403, 404, 413, 415, 422),
+             openapi_extra=json_body(JobSubmit))
 async def submit_job(request: Request, principal: TrainDep, services: ServicesDep,
                      idempotency_key: str | None = Header(default=None, max_length=128)) -> JSONResponse:
     """Generic job submission: ``{"kind": "train", ...train spec}`` (other kinds come with their issues)."""
@@ -57,23 +65,25 @@ def _submit_train(services: Any, tenant: str, spec: TrainSpec, idempotency_key: 
     return services.jobs.submit(tenant, "train", body, idempotency_key=idempotency_key)
 
 
-@router.get("/jobs")
-def list_jobs(principal: ReadDep, jobs: JobsDep, status: str | None = None, kind: str | None = None,
-              offset: int = 0, limit: int = 50) -> dict[str, Any]:
+@router.get("/jobs", responses=errors(401, 403, 422))
+def list_jobs(principal: ReadDep, jobs: JobsDep, status: JobStatus = None, kind: JobKind = None,
+              offset: Offset = 0, limit: Limit = 50) -> dict[str, Any]:
     return job_list(jobs.list_jobs(principal.tenant, status=status, kind=kind, offset=offset, limit=limit))
 
 
-@router.get("/jobs/{job_id}")
+@router.get("/jobs/{job_id}", responses=errors(401, 403, 404))
 def get_job(job_id: str, principal: ReadDep, jobs: JobsDep) -> dict[str, Any]:
     return job_public(jobs.get(principal.tenant, job_id))
 
 
-@router.post("/jobs/{job_id}/cancel", status_code=202)
+@router.post("/jobs/{job_id}/cancel", status_code=202, responses=errors(401, 403, 404, 409))
 def cancel_job(job_id: str, principal: TrainDep, jobs: JobsDep) -> dict[str, Any]:
     return job_public(jobs.cancel(principal.tenant, job_id))
 
 
-@router.get("/jobs/{job_id}/events")
+@router.get("/jobs/{job_id}/events", response_class=StreamingResponse, responses={
+    200: {"description": "`progress` events with the job, then `end` with its status.",
+          "content": {"text/event-stream": {"schema": {"type": "string"}}}}, **errors(401, 403, 404)})
 async def job_events(job_id: str, request: Request, principal: ReadDep, jobs: JobsDep) -> StreamingResponse:
     """Server-Sent Events: one ``progress`` event per change, then ``end`` when the job finishes."""
     first = await run_in_threadpool(jobs.get, principal.tenant, job_id)
@@ -97,7 +107,9 @@ async def _events(request: Request, jobs: Any, tenant: str, job: Any) -> AsyncIt
         job = await run_in_threadpool(jobs.get, tenant, job.id)
 
 
-@router.get("/jobs/{job_id}/curves.png")
+@router.get("/jobs/{job_id}/curves.png", response_class=Response, responses={
+    200: {"description": "Loss and metric curves by epoch.", "content": {"image/png": {"schema": {
+        "type": "string", "format": "binary"}}}}, **errors(401, 403, 404)})
 async def job_curves(job_id: str, principal: ReadDep, jobs: JobsDep) -> Response:
     from maas.training.curves import plot_curves
 

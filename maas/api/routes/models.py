@@ -10,7 +10,9 @@ from starlette.concurrency import run_in_threadpool
 from maas.api.body import media_type, read_model, validate
 from maas.api.deps import ManageDep, ReadDep, RegistryDep, ServicesDep
 from maas.api.forms import read_form, required_file, text_field
+from maas.api.openapi import errors, json_body, upload_body
 from maas.api.responses import JSONResponse
+from maas.api.schemas.common import Limit, Offset
 from maas.api.schemas.models import (
     AliasUpdate,
     ImportMetadata,
@@ -23,13 +25,16 @@ from maas.api.schemas.models import (
 from maas.errors import InvalidInput, MalformedJson, UnsupportedMediaType
 
 router = APIRouter(tags=["models"])
+IMPORT_FIELDS = {"file": "The ONNX model.", "name": "The model's name (a new version if it exists).",
+                 "metadata": "JSON: task, classes, feature_names, description, tags, metrics (all optional)."}
 
 ARTIFACT_FILENAMES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "onnx-int8-static": "model.int8s.onnx",
                       "onnx-fp16": "model.fp16.onnx", "torch": "model.safetensors", "pruned": "model.pruned.onnx",
                       "tokenizer": "tokenizer.json"}
 
 
-@router.post("/models", status_code=201)
+@router.post("/models", status_code=201, responses=errors(400, 401, 403, 404, 413, 415, 422),
+             openapi_extra=upload_body(IMPORT_FIELDS, required=("file", "name")))
 async def import_model(request: Request, principal: ManageDep, registry: RegistryDep) -> JSONResponse:
     """Import an ONNX model trained elsewhere as the next version of ``name`` (multipart: file, name, metadata)."""
     if media_type(request) != "multipart/form-data":
@@ -52,17 +57,18 @@ def _metadata(raw: str | None) -> ImportMetadata:
         raise MalformedJson("The 'metadata' field must be a JSON object.") from exc
 
 
-@router.get("/models")
-def list_models(principal: ReadDep, registry: RegistryDep, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+@router.get("/models", responses=errors(401, 403, 422))
+def list_models(principal: ReadDep, registry: RegistryDep, offset: Offset = 0, limit: Limit = 50) -> dict[str, Any]:
     return model_list(registry.list_models(principal.tenant, offset, limit))
 
 
-@router.get("/models/{name}")
+@router.get("/models/{name}", responses=errors(401, 403, 404))
 def get_model(name: str, principal: ReadDep, registry: RegistryDep) -> dict[str, Any]:
     return model_public(registry.get_model(principal.tenant, name))
 
 
-@router.put("/models/{name}/serving")
+@router.put("/models/{name}/serving", responses=errors(400, 401, 403, 404, 413, 415, 422),
+            openapi_extra=json_body(ServingUpdate))
 async def put_serving(name: str, request: Request, principal: ManageDep, registry: RegistryDep) -> dict[str, Any]:
     """The model's own dynamic-batching settings (e.g. a larger ``max_batch_size`` for a GPU model)."""
     body = await read_model(request, ServingUpdate)
@@ -70,23 +76,24 @@ async def put_serving(name: str, request: Request, principal: ManageDep, registr
     return model_public(model)
 
 
-@router.get("/models/{name}/versions")
-def list_versions(name: str, principal: ReadDep, registry: RegistryDep, offset: int = 0, limit: int = 50
+@router.get("/models/{name}/versions", responses=errors(401, 403, 404, 422))
+def list_versions(name: str, principal: ReadDep, registry: RegistryDep, offset: Offset = 0, limit: Limit = 50
                   ) -> dict[str, Any]:
     return version_list(registry.list_versions(principal.tenant, name, offset, limit))
 
 
-@router.get("/models/{name}/versions/{version}")
+@router.get("/models/{name}/versions/{version}", responses=errors(401, 403, 404, 422))
 def get_version(name: str, version: int, principal: ReadDep, registry: RegistryDep) -> dict[str, Any]:
     return version_public(registry.get_version(principal.tenant, name, version))
 
 
-@router.delete("/models/{name}/versions/{version}", status_code=204)
+@router.delete("/models/{name}/versions/{version}", status_code=204, responses=errors(401, 403, 404, 409, 422))
 def delete_version(name: str, version: int, principal: ManageDep, registry: RegistryDep) -> None:
     registry.delete_version(principal.tenant, name, version)
 
 
-@router.get("/models/{name}/versions/{version}/artifacts/{kind}")
+@router.get("/models/{name}/versions/{version}/artifacts/{kind}", responses=errors(401, 403, 404, 422),
+            response_class=FileResponse)
 def download_artifact(name: str, version: int, kind: str, principal: ReadDep, registry: RegistryDep) -> FileResponse:
     path, sha, _size = registry.artifact_path(principal.tenant, name, version, kind)
     filename = f"{name}-v{version}-{ARTIFACT_FILENAMES.get(kind, kind)}"
@@ -94,7 +101,8 @@ def download_artifact(name: str, version: int, kind: str, principal: ReadDep, re
                         headers={"X-Content-SHA256": sha})
 
 
-@router.put("/models/{name}/aliases/{alias}")
+@router.put("/models/{name}/aliases/{alias}", responses=errors(400, 401, 403, 404, 413, 415, 422, 503),
+            openapi_extra=json_body(AliasUpdate))
 async def put_alias(name: str, alias: str, request: Request, principal: ManageDep, services: ServicesDep
                     ) -> dict[str, Any]:
     """Promote (or roll back): point ``alias`` at a version. The version is loaded and warmed first."""
@@ -105,7 +113,7 @@ async def put_alias(name: str, alias: str, request: Request, principal: ManageDe
     return version_public(version)
 
 
-@router.delete("/models/{name}/aliases/{alias}", status_code=204)
+@router.delete("/models/{name}/aliases/{alias}", status_code=204, responses=errors(401, 403, 404, 422))
 def delete_alias(name: str, alias: str, principal: ManageDep, registry: RegistryDep) -> None:
     if alias.isdigit():
         raise InvalidInput("Aliases are names, not version numbers.")

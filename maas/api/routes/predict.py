@@ -16,7 +16,9 @@ from starlette.routing import Route
 
 from maas.api.errors import status_for
 from maas.api.inference_route import Target, inference_endpoint
+from maas.api.openapi import RawOperation
 from maas.api.raw import Answer, RawRequest, authorize, engine_of, error_answer, json_answer, json_object, version_ref
+from maas.api.schemas.inference import PredictRequest, PredictResponse
 from maas.errors import InvalidInput, MaasError
 from maas.inference.codecs import decode_rows
 from maas.inference.engine import InferenceEngine, Prediction
@@ -69,3 +71,14 @@ routes = [
     Route("/predict", predict, methods=["POST"]),
     Route("/models/{name}/predict", predict, methods=["POST"]),
 ]
+
+_ERRORS = (400, 401, 403, 404, 413, 415, 422, 503, 504)
+DOCS = {
+    "/predict": RawOperation(
+        "Predict", "inference", PredictResponse, request=PredictRequest, errors=_ERRORS,
+        description="Predictions in the dataset's own labels, with class probabilities (classification) or "
+                    "values (regression). Requests are batched dynamically with others for the same model."),
+    "/models/{name}/predict": RawOperation(
+        "Predict with the model named in the path", "inference", PredictResponse, request=PredictRequest,
+        errors=_ERRORS, description='As POST /predict; the body\'s "model" may be left out.'),
+}

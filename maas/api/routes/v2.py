@@ -10,6 +10,7 @@ queue a 503 with ``Retry-After``, a missed deadline a 504.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import numpy as np
 from starlette.routing import Route
@@ -17,6 +18,8 @@ from starlette.routing import Route
 from maas import __version__
 from maas.api.errors import status_for
 from maas.api.inference_route import Target, inference_endpoint
+from maas.api.openapi import RawOperation
+from maas.api.openapi import ref as schema_ref
 from maas.api.raw import (
     Answer,
     Handler,
@@ -29,6 +32,17 @@ from maas.api.raw import (
     json_answer,
     json_object,
     version_ref,
+)
+from maas.api.schemas.inference import (
+    V2IndexEntry,
+    V2IndexRequest,
+    V2InferRequest,
+    V2InferResponse,
+    V2Live,
+    V2ModelMetadata,
+    V2ModelReady,
+    V2Ready,
+    V2ServerMetadata,
 )
 from maas.errors import InvalidInput, MaasError
 from maas.inference.codecs import V2Request, encode_v2_response, parse_v2_request, v2_model_input
@@ -119,7 +133,9 @@ async def repository_index(request: RawRequest) -> Answer:
     services = request.services
     try:
         principal = authorize(request, *_READ_SCOPES)
-        only_ready = bool(_optional_object(request).get("ready", False))
+        only_ready = _optional_object(request).get("ready", False)
+        if not isinstance(only_ready, bool):
+            raise InvalidInput('"ready" must be true or false.')
         names = await asyncio.to_thread(_model_names, services.registry, principal.tenant)
         loaded = sorted({(e.key.model, e.key.version) for e in engine_of(services).loaded()
                          if e.key.tenant == principal.tenant})
@@ -164,7 +180,7 @@ def _header_length(request: RawRequest) -> int | None:
     raw = request.header(HEADER_LENGTH)
     if raw is None:
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # "¹".isdigit() (latin-1 byte 0xB9)
         raise InvalidInput(f"Inference-Header-Content-Length must be a byte count, not {raw!r}.")
     return int(raw)
 
@@ -205,3 +221,30 @@ routes = [
     _post("/v2/repository/models/{name}/load", load),
     _post("/v2/repository/models/{name}/unload", unload),
 ]
+
+_MODEL_ERRORS = (400, 401, 403, 404)
+_NOT_READY: dict[int | str, dict[str, Any]] = {503: {
+    "description": "Not accepting requests (no inference engine, or shutting down).",
+    "content": {"application/json": {"schema": schema_ref(V2Ready)}}}}
+_NOT_LOADED: dict[int | str, dict[str, Any]] = {503: {"description": "Not loaded yet.", "content": {
+    "application/json": {"schema": schema_ref(V2ModelReady)}}}}
+DOCS = {
+    "/v2": RawOperation("Server metadata", "v2", V2ServerMetadata),
+    "/v2/health/live": RawOperation("Liveness", "v2", V2Live),
+    "/v2/health/ready": RawOperation("Readiness", "v2", V2Ready, extra_responses=_NOT_READY),
+    **{base: RawOperation("Model metadata", "v2", V2ModelMetadata, errors=_MODEL_ERRORS, v2=True)
+       for base in (_MODEL, _VERSION)},
+    **{f"{base}/ready": RawOperation(
+        "Model readiness", "v2", V2ModelReady, errors=_MODEL_ERRORS, v2=True,
+        extra_responses=_NOT_LOADED) for base in (_MODEL, _VERSION)},
+    **{f"{base}/infer": RawOperation(
+        "Inference", "v2", V2InferResponse, request=V2InferRequest, binary=True,
+        errors=(*_MODEL_ERRORS, 413, 503, 504), v2=True,
+        description="JSON tensors, or Triton's binary tensor extension: a JSON header of "
+                    "Inference-Header-Content-Length bytes, then the tensors' bytes.") for base in (_MODEL, _VERSION)},
+    "/v2/repository/index": RawOperation("Repository index", "v2", V2IndexEntry, many=True, request=V2IndexRequest,
+                                         request_optional=True, errors=(400, 401, 403), v2=True),
+    "/v2/repository/models/{name}/load": RawOperation("Load a model", "v2", errors=(400, 401, 403, 404, 503),
+                                                      v2=True, description="Loads and warms the model's version."),
+    "/v2/repository/models/{name}/unload": RawOperation("Unload a model", "v2", errors=(400, 401, 403, 404), v2=True),
+}

@@ -1,15 +1,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict
+
+from maas.registry.entities import MAX_INTEGER, MAX_PAGE
 
 
 class Strict(BaseModel):
     """Request bodies: unknown fields are a 422, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# Paging parameters, documented with their bounds; the registry checks them (``clamp_page``) with its own message.
+Offset = Annotated[int, Query(description="Items to skip.", json_schema_extra={"minimum": 0, "maximum": MAX_INTEGER})]
+Limit = Annotated[int, Query(description=f"Items per page; more than {MAX_PAGE} is {MAX_PAGE}.",
+                             json_schema_extra={"minimum": 1})]
 
 
 class ListMeta(BaseModel):

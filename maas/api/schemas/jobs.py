@@ -1,9 +1,16 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from maas.api.schemas.common import iso, page_meta
 from maas.registry.entities import Job, Page
+from maas.training.spec import TrainSpec
+
+
+class JobSubmit(TrainSpec):
+    """``POST /jobs``'s body, for the OpenAPI document: a train spec with its kind (only ``train`` so far)."""
+
+    kind: Literal["train"] = "train"
 
 
 def job_public(j: Job) -> dict[str, Any]:
