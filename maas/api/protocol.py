@@ -62,6 +62,10 @@ class HotPathProtocol(HttpToolsProtocol):
     _route: Any = None  # the hot route of the request being read, else None
     _hot_task: asyncio.Task[None] | None = None  # the hot request being answered on this connection, in a task
     _hot_exchange: Exchange | None = None  # or without one (HotPath.start)
+    # uvicorn's cycles still being answered that a pipelined request displaced from ``self.cycle``: uvicorn marks
+    # only ``self.cycle`` disconnected when the connection is lost, so their answer would be written to a closed
+    # transport (uvloop raises; a client that half-closes after pipelining got a logged 500 for each).
+    _ahead: tuple[Any, ...] = ()
 
     @classmethod
     def serving(cls, app: MaasAPI) -> type[HotPathProtocol]:
@@ -85,7 +89,10 @@ class HotPathProtocol(HttpToolsProtocol):
         super().on_message_begin()  # the scope, as uvicorn builds it; then uvicorn's own handling
         self.url, self.expect_100_continue = url, expect_100_continue
         self.headers.extend(headers)
+        ahead = self.cycle
         super().on_headers_complete()
+        if ahead is not None and ahead is not self.cycle and not ahead.response_complete:
+            self._ahead = (*(c for c in self._ahead if not c.response_complete), ahead)
 
     def _take_hot(self) -> bool:
         """Whether this request is one the hot path answers here (then it is set up to be read)."""
@@ -213,4 +220,9 @@ class HotPathProtocol(HttpToolsProtocol):
         if exchange is not None:
             self._hot_exchange = None
             exchange.cancel()  # the same, for a request answered without a task
+        for cycle in self._ahead:
+            if not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
+        self._ahead = ()
         super().connection_lost(exc)
