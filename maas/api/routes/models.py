@@ -33,7 +33,7 @@ ARTIFACT_FILENAMES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "onn
                       "tokenizer": "tokenizer.json"}
 
 
-@router.post("/models", status_code=201, responses=errors(400, 401, 403, 404, 413, 415, 422),
+@router.post("/models", status_code=201, responses=errors(400, 401, 403, 413, 415, 422),
              openapi_extra=upload_body(IMPORT_FIELDS, required=("file", "name")))
 async def import_model(request: Request, principal: ManageDep, registry: RegistryDep) -> JSONResponse:
     """Import an ONNX model trained elsewhere as the next version of ``name`` (multipart: file, name, metadata)."""
