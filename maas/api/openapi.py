@@ -66,6 +66,12 @@ def errors(*statuses: int, v2: bool = False) -> dict[int | str, dict[str, Any]]:
     return out
 
 
+def answers(model: type[BaseModel], status: int = 200, description: str = "OK") -> dict[int | str, dict[str, Any]]:
+    """FastAPI's ``responses=`` entry documenting a route's answer as ``model`` (with ``response_model=None``, so
+    FastAPI only documents it: the route's dict goes out as it is)."""
+    return {status: {"model": model, "description": description}}
+
+
 def json_body(model: type[BaseModel], *, description: str | None = None) -> dict[str, Any]:
     """FastAPI's ``openapi_extra`` for a route that reads ``model`` as its JSON body (``body.read_model``)."""
     body: dict[str, Any] = {"required": True, "content": {"application/json": {"schema": ref(model)}}}

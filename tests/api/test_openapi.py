@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from maas.api.openapi import Error
 from maas.api.routes import datasets, health, jobs, keys, models, predict, v2
+from maas.api.schemas import answers
 from maas.api.schemas.inference import (
     PredictRequest,
     PredictResponse,
@@ -27,6 +28,7 @@ from maas.api.schemas.inference import (
     V2ModelReady,
     V2ServerMetadata,
 )
+from tests.api.conftest import admin
 from tests.factories import classifier_onnx, import_model
 
 CLASSES = ["setosa", "versicolor", "virginica"]
@@ -104,8 +106,8 @@ def test_json_answers_are_documented_as_json(document: dict[str, Any]) -> None:
         for status, response in op["responses"].items():
             schema = response.get("content", {}).get("application/json", {}).get("schema")
             assert schema != {"type": "string"}, (method, path, status)  # what FastAPI wrote for our JSONResponse
-    assert document["paths"]["/healthz"]["get"]["responses"]["200"]["content"]["application/json"]["schema"][
-        "type"] == "object"
+    assert document["paths"]["/healthz"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Health"}
     assert "text/event-stream" in document["paths"]["/jobs/{job_id}/events"]["get"]["responses"]["200"]["content"]
     assert "image/png" in document["paths"]["/jobs/{job_id}/curves.png"]["get"]["responses"]["200"]["content"]
 
@@ -140,6 +142,30 @@ def test_real_inference_requests_and_answers_fit_the_documented_models(iris: Tes
     fits(V2ModelReady, iris.get("/v2/models/iris/ready").json())
     for entry in iris.post("/v2/repository/index").json():
         fits(V2IndexEntry, entry)
+
+
+def test_real_registry_job_and_key_answers_fit_the_documented_models(iris: TestClient, secured: TestClient) -> None:
+    fits(answers.Health, iris.get("/healthz").json())
+    fits(answers.Readiness, iris.get("/readyz").json())
+    fits(answers.DatasetOut, iris.post("/datasets", json={"name": "flowers", "builtin": "iris"}).json())
+    fits(answers.DatasetList, iris.get("/datasets").json())
+    fits(answers.ModelList, iris.get("/models").json())
+    fits(answers.ModelOut, iris.get("/models/iris").json())
+    fits(answers.ModelOut, iris.put("/models/iris/serving", json={"max_batch_size": 8}).json())
+    fits(answers.VersionList, iris.get("/models/iris/versions").json())
+    fits(answers.VersionOut, iris.get("/models/iris/versions/1").json())
+    fits(answers.VersionOut, iris.put("/models/iris/aliases/production", json={"version": 1}).json())
+    queued = iris.post("/train", json={"dataset": "flowers", "hyperparameters": {"epochs": 1}})
+    assert queued.status_code == 202
+    fits(answers.JobQueued, queued.json())
+    fits(answers.JobList, iris.get("/jobs").json())
+    fits(answers.JobOut, iris.get(f"/jobs/{queued.json()['job_id']}").json())
+    fits(answers.JobOut, iris.post(f"/jobs/{queued.json()['job_id']}/cancel").json())
+    created = secured.post("/keys", json={"tenant": "acme", "scopes": ["read"], "name": "k"}, headers=admin())
+    fits(answers.KeyCreated, created.json())
+    fits(answers.KeyList, secured.get("/keys", headers=admin()).json())
+    fits(answers.AuditLog, secured.get("/audit", headers=admin()).json())
+    fits(answers.KeyOut, secured.delete(f"/keys/{created.json()['id']}", headers=admin()).json())
 
 
 def test_binary_infer_answers_fit_the_documented_header(iris: TestClient) -> None:

@@ -8,8 +8,9 @@ from starlette.concurrency import run_in_threadpool
 from maas.api.body import media_type, read_model
 from maas.api.deps import ManageDep, ReadDep, RegistryDep, TrainDep
 from maas.api.forms import read_form, required_file, text_field
-from maas.api.openapi import errors, upload_body
+from maas.api.openapi import answers, errors, upload_body
 from maas.api.responses import JSONResponse
+from maas.api.schemas.answers import DatasetList, DatasetOut
 from maas.api.schemas.common import Limit, Offset
 from maas.api.schemas.datasets import DatasetCreate, dataset_list, dataset_public
 from maas.errors import UnsupportedMediaType
@@ -20,7 +21,8 @@ UPLOAD_FIELDS = {"file": "The dataset file.", "name": "The dataset's name.",
                  "task": "classification or regression (default: inferred)."}
 
 
-@router.post("/datasets", status_code=201, responses=errors(400, 401, 403, 409, 413, 415, 422),
+@router.post("/datasets", status_code=201, response_model=None,
+             responses={**answers(DatasetOut, 201, "Created"), **errors(400, 401, 403, 409, 413, 415, 422)},
              openapi_extra=upload_body(UPLOAD_FIELDS, required=("file", "name"), json=DatasetCreate,
                                        description="A file (CSV, Parquet, JSONL or NPZ) or a built-in by name."))
 async def create_dataset(request: Request, principal: TrainDep, registry: RegistryDep) -> JSONResponse:
@@ -41,12 +43,12 @@ async def create_dataset(request: Request, principal: TrainDep, registry: Regist
     return JSONResponse(dataset_public(dataset), status_code=201)
 
 
-@router.get("/datasets", responses=errors(401, 403, 422))
+@router.get("/datasets", response_model=None, responses={**answers(DatasetList), **errors(401, 403, 422)})
 def list_datasets(principal: ReadDep, registry: RegistryDep, offset: Offset = 0, limit: Limit = 50) -> dict[str, Any]:
     return dataset_list(registry.list_datasets(principal.tenant, offset, limit))
 
 
-@router.get("/datasets/{ref}", responses=errors(401, 403, 404))
+@router.get("/datasets/{ref}", response_model=None, responses={**answers(DatasetOut), **errors(401, 403, 404)})
 def get_dataset(ref: str, principal: ReadDep, registry: RegistryDep) -> dict[str, Any]:
     return dataset_public(registry.get_dataset(principal.tenant, ref))
 

@@ -7,17 +7,20 @@ from fastapi.responses import Response
 
 from maas import __version__
 from maas.api.deps import ServicesDep
+from maas.api.openapi import answers
 from maas.api.responses import JSONResponse
+from maas.api.schemas.answers import Health, Readiness
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=None, responses=answers(Health))
 def healthz() -> dict[str, Any]:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/readyz", responses={503: {"description": "Not ready: a check failed (the same body)."}})
+@router.get("/readyz", response_model=None, responses={
+    **answers(Readiness), **answers(Readiness, 503, "Not ready: a check failed.")})
 def readyz(services: ServicesDep) -> Response:
     checks = {"database": services.db.ping()}
     checks["migrations"] = checks["database"] and services.db.schema_is_current()

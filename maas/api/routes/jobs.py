@@ -11,8 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from maas.api.body import read_json, validate
 from maas.api.deps import JobsDep, ReadDep, RegistryDep, ServicesDep, TrainDep
-from maas.api.openapi import errors, json_body
+from maas.api.openapi import answers, errors, json_body
 from maas.api.responses import JSONResponse
+from maas.api.schemas.answers import JobList, JobOut, JobQueued
 from maas.api.schemas.common import Limit, Offset
 from maas.api.schemas.jobs import JobSubmit, job_list, job_public
 from maas.datasets.schema import DatasetSchema
@@ -28,7 +29,8 @@ JobKind = Annotated[str | None, Query(json_schema_extra={"enum": list(JOB_KINDS)
 EVENT_POLL_SECONDS = 0.5
 
 
-@router.post("/train", status_code=202, responses=errors(400, 401, 403, 404, 413, 415, 422),
+@router.post("/train", status_code=202, response_model=None,
+             responses={**answers(JobQueued, 202, "Queued"), **errors(400, 401, 403, 404, 413, 415, 422)},
              openapi_extra=json_body(TrainSpec))
 async def train(request: Request, principal: TrainDep, services: ServicesDep,
                 idempotency_key: str | None = Header(default=None, max_length=128)) -> JSONResponse:
@@ -39,7 +41,8 @@ async def train(request: Request, principal: TrainDep, services: ServicesDep,
                           headers={"Location": f"/jobs/{job.id}"})
 
 
-@router.post("/jobs", status_code=202, responses=errors(400, 401, 403, 404, 413, 415, 422),
+@router.post("/jobs", status_code=202, response_model=None,
+             responses={**answers(JobQueued, 202, "Queued"), **errors(400, 401, 403, 404, 413, 415, 422)},
              openapi_extra=json_body(JobSubmit))
 async def submit_job(request: Request, principal: TrainDep, services: ServicesDep,
                      idempotency_key: str | None = Header(default=None, max_length=128)) -> JSONResponse:
@@ -65,18 +68,19 @@ def _submit_train(services: Any, tenant: str, spec: TrainSpec, idempotency_key: 
     return services.jobs.submit(tenant, "train", body, idempotency_key=idempotency_key)
 
 
-@router.get("/jobs", responses=errors(401, 403, 422))
+@router.get("/jobs", response_model=None, responses={**answers(JobList), **errors(401, 403, 422)})
 def list_jobs(principal: ReadDep, jobs: JobsDep, status: JobStatus = None, kind: JobKind = None,
               offset: Offset = 0, limit: Limit = 50) -> dict[str, Any]:
     return job_list(jobs.list_jobs(principal.tenant, status=status, kind=kind, offset=offset, limit=limit))
 
 
-@router.get("/jobs/{job_id}", responses=errors(401, 403, 404))
+@router.get("/jobs/{job_id}", response_model=None, responses={**answers(JobOut), **errors(401, 403, 404)})
 def get_job(job_id: str, principal: ReadDep, jobs: JobsDep) -> dict[str, Any]:
     return job_public(jobs.get(principal.tenant, job_id))
 
 
-@router.post("/jobs/{job_id}/cancel", status_code=202, responses=errors(401, 403, 404, 409))
+@router.post("/jobs/{job_id}/cancel", status_code=202, response_model=None,
+             responses={**answers(JobOut, 202, "Cancelled, or flagged for its worker"), **errors(401, 403, 404, 409)})
 def cancel_job(job_id: str, principal: TrainDep, jobs: JobsDep) -> dict[str, Any]:
     return job_public(jobs.cancel(principal.tenant, job_id))
 

@@ -10,8 +10,9 @@ from starlette.concurrency import run_in_threadpool
 from maas.api.body import media_type, read_model, validate
 from maas.api.deps import ManageDep, ReadDep, RegistryDep, ServicesDep
 from maas.api.forms import read_form, required_file, text_field
-from maas.api.openapi import errors, json_body, upload_body
+from maas.api.openapi import answers, errors, json_body, upload_body
 from maas.api.responses import JSONResponse
+from maas.api.schemas.answers import ModelList, ModelOut, VersionList, VersionOut
 from maas.api.schemas.common import Limit, Offset
 from maas.api.schemas.models import (
     AliasUpdate,
@@ -33,7 +34,8 @@ ARTIFACT_FILENAMES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "onn
                       "tokenizer": "tokenizer.json"}
 
 
-@router.post("/models", status_code=201, responses=errors(400, 401, 403, 413, 415, 422),
+@router.post("/models", status_code=201, response_model=None,
+             responses={**answers(VersionOut, 201, "Created"), **errors(400, 401, 403, 413, 415, 422)},
              openapi_extra=upload_body(IMPORT_FIELDS, required=("file", "name")))
 async def import_model(request: Request, principal: ManageDep, registry: RegistryDep) -> JSONResponse:
     """Import an ONNX model trained elsewhere as the next version of ``name`` (multipart: file, name, metadata)."""
@@ -57,17 +59,18 @@ def _metadata(raw: str | None) -> ImportMetadata:
         raise MalformedJson("The 'metadata' field must be a JSON object.") from exc
 
 
-@router.get("/models", responses=errors(401, 403, 422))
+@router.get("/models", response_model=None, responses={**answers(ModelList), **errors(401, 403, 422)})
 def list_models(principal: ReadDep, registry: RegistryDep, offset: Offset = 0, limit: Limit = 50) -> dict[str, Any]:
     return model_list(registry.list_models(principal.tenant, offset, limit))
 
 
-@router.get("/models/{name}", responses=errors(401, 403, 404))
+@router.get("/models/{name}", response_model=None, responses={**answers(ModelOut), **errors(401, 403, 404)})
 def get_model(name: str, principal: ReadDep, registry: RegistryDep) -> dict[str, Any]:
     return model_public(registry.get_model(principal.tenant, name))
 
 
-@router.put("/models/{name}/serving", responses=errors(400, 401, 403, 404, 413, 415, 422),
+@router.put("/models/{name}/serving", response_model=None,
+            responses={**answers(ModelOut), **errors(400, 401, 403, 404, 413, 415, 422)},
             openapi_extra=json_body(ServingUpdate))
 async def put_serving(name: str, request: Request, principal: ManageDep, registry: RegistryDep) -> dict[str, Any]:
     """The model's own dynamic-batching settings (e.g. a larger ``max_batch_size`` for a GPU model)."""
@@ -76,13 +79,15 @@ async def put_serving(name: str, request: Request, principal: ManageDep, registr
     return model_public(model)
 
 
-@router.get("/models/{name}/versions", responses=errors(401, 403, 404, 422))
+@router.get("/models/{name}/versions", response_model=None,
+            responses={**answers(VersionList), **errors(401, 403, 404, 422)})
 def list_versions(name: str, principal: ReadDep, registry: RegistryDep, offset: Offset = 0, limit: Limit = 50
                   ) -> dict[str, Any]:
     return version_list(registry.list_versions(principal.tenant, name, offset, limit))
 
 
-@router.get("/models/{name}/versions/{version}", responses=errors(401, 403, 404, 422))
+@router.get("/models/{name}/versions/{version}", response_model=None,
+            responses={**answers(VersionOut), **errors(401, 403, 404, 422)})
 def get_version(name: str, version: int, principal: ReadDep, registry: RegistryDep) -> dict[str, Any]:
     return version_public(registry.get_version(principal.tenant, name, version))
 
@@ -101,7 +106,8 @@ def download_artifact(name: str, version: int, kind: str, principal: ReadDep, re
                         headers={"X-Content-SHA256": sha})
 
 
-@router.put("/models/{name}/aliases/{alias}", responses=errors(400, 401, 403, 404, 413, 415, 422, 503),
+@router.put("/models/{name}/aliases/{alias}", response_model=None,
+            responses={**answers(VersionOut), **errors(400, 401, 403, 404, 413, 415, 422, 503)},
             openapi_extra=json_body(AliasUpdate))
 async def put_alias(name: str, alias: str, request: Request, principal: ManageDep, services: ServicesDep
                     ) -> dict[str, Any]:
