@@ -122,6 +122,8 @@ def test_infer_picks_versions_and_outputs(models: TestClient) -> None:
         (v2_json([1, 2, 3], [1, 3]), {}, 400),
         (v2_json([1, 2, 3, 4], [2, 4]), {}, 400),
         (b'{"inputs": []}', {}, 400),
+        (b'{"inputs": [{"name": "input", "shape": [true, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}', {}, 400),
+        (v2_json([0.5, 1, 2, 3], [1, 4]).replace(b"FP32", b"UINT8"), {}, 400),  # no silent truncation
         (v2_json([1, 2, 3, 4], [1, 4]), {"Inference-Header-Content-Length": "9999"}, 400),
         (v2_json([1, 2, 3, 4], [1, 4]), {"Inference-Header-Content-Length": "x"}, 400),
         (v2_json([1, 2, 3, 4], [1, 4]), {"Inference-Header-Content-Length": b"\xb9"}, 400),  # "¹".isdigit()

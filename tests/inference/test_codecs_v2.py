@@ -78,6 +78,11 @@ def v2_json(**tensor: Any) -> bytes:
          "Input 'input' has values out of the range of INT64"),
         (v2_json(datatype="INT8", data=[1, 2, 300, 4]), None, "out of the range of INT8"),
         (v2_json(datatype="UINT8", data=[1, -1, 3, 4]), None, "out of the range of UINT8"),
+        (v2_json(datatype="UINT16", data=[0.5, 1, 2, 3]), None, "not UINT16 values"),  # no silent truncation
+        (v2_json(datatype="INT32", data=[1e10, 1, 2, 3]), None, "not INT32 values"),  # no silent wrap
+        (v2_json(datatype="BOOL", data=[1, 0, 1, 0]), None, "not BOOL values"),
+        (v2_json(shape=[True, 4]), None, "a list of non-negative integers"),  # bool is an int to isinstance
+        (v2_json(data=None, parameters={"binary_data_size": True}), None, "binary_data_size True"),
         (v2_json(data=None, parameters={"binary_data_size": 16}), None, "binary_data_size 16 but 0 bytes are left"),
         (v2_json() + b"\x00" * 4, len(v2_json()), "carries 4 bytes of tensor data but the inputs declare 0"),
         (v2_json(), 10_000, "Inference-Header-Content-Length is 10000"),

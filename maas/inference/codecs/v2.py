@@ -28,6 +28,9 @@ _NUMPY_BY_DATATYPE: dict[str, type[np.generic]] = {
 }
 _DATATYPE_BY_KIND = {np.dtype(t).str[1:]: name for name, t in _NUMPY_BY_DATATYPE.items()}
 _LENGTH = struct.Struct("<I")
+# JSON data an integer or BOOL input takes as it is (numpy kinds; "O": integers beyond int64, which the cast refuses)
+_EXACT_KINDS = {name: "b" if name == "BOOL" else "iuO" for name, t in _NUMPY_BY_DATATYPE.items()
+                if np.dtype(t).kind in "biu"}
 
 
 @dataclass(frozen=True)
@@ -124,11 +127,11 @@ def _input(item: Any, binary: memoryview) -> tuple[V2Tensor, int]:
         raise InvalidInput('Every input needs a "name".')
     if datatype != "BYTES" and datatype not in _NUMPY_BY_DATATYPE:
         raise InvalidInput(f"Input {name!r} has unsupported datatype {datatype!r}; use FP32.")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):  # not bool either
         raise InvalidInput(f'Input {name!r} needs "shape": a list of non-negative integers.')
     size = _mapping(item.get("parameters") or {}, f"Input {name!r} parameters").get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or not 0 <= size <= len(binary):
+        if type(size) is not int or not 0 <= size <= len(binary):
             raise InvalidInput(f"Input {name!r} declares binary_data_size {size} but {len(binary)} bytes are left.")
         return V2Tensor(name, datatype, _from_binary(binary[:size], name, datatype, shape)), size
     if "data" not in item:
@@ -140,7 +143,14 @@ def _from_json(data: Any, name: str, datatype: str, shape: list[int]) -> np.ndar
     """V2 allows flat or nested ``data``; both are read in row-major order."""
     dtype = object if datatype == "BYTES" else _NUMPY_BY_DATATYPE[datatype]
     try:
-        array = np.asarray(data, dtype=dtype)
+        if datatype in _EXACT_KINDS:  # a cast would truncate 2.7 to 2, wrap 1e10 or read 3 as true, silently
+            given = np.asarray(data)
+            if given.size and given.dtype.kind not in _EXACT_KINDS[datatype]:
+                if given.dtype.kind == "f" and datatype != "BOOL" and (np.abs(given) >= 2**63).any():
+                    raise OverflowError  # an integer beyond 64 bits, which orjson reads as a float
+                raise ValueError
+        with np.errstate(over="ignore"):  # 1e39 as FP32 is inf, which the model input's finite check refuses
+            array = np.asarray(data, dtype=dtype)
     except (ValueError, TypeError):
         raise InvalidInput(f"Input {name!r} has data that are not {datatype} values in a regular shape.") from None
     except OverflowError:  # 300 as INT8, -1 as UINT8, 1e21 as INT64
