@@ -48,8 +48,9 @@ def read_onnx_signature(data: bytes) -> OnnxSignature:
     _refuse_external_data(model)
     try:
         onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
-        raise InvalidModel("The ONNX model failed validation.", details=[str(exc).splitlines()[0][:300]]) from exc
+    except Exception as exc:  # ValidationError, and e.g. UnicodeDecodeError for a name that is not UTF-8 (fuzzed)
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        raise InvalidModel("The ONNX model failed validation.", details=[reason]) from exc
     _check_loads(data)
     initializers = {i.name for i in model.graph.initializer}
     graph_inputs = [v for v in model.graph.input if v.name not in initializers]

@@ -60,8 +60,16 @@ def test_an_alias_takes_a_json_integer_only(client: TestClient, version: object)
     assert client.get("/models/m").json()["aliases"] == {}
 
 
+def _graph_output_not_utf8() -> bytes:
+    """The affine model with its graph output's name (the last "output") made invalid UTF-8: found by fuzzing,
+    onnx's checker then raised UnicodeDecodeError, a 500."""
+    head, _, tail = affine_onnx().rpartition(b"output")
+    return head + b"outp\xb7t" + tail
+
+
 @pytest.mark.parametrize(("blob", "code"), [(b"not onnx", "invalid_model"),
-                                           (b"\x80\x04\x95\x00pickle", "invalid_model")])
+                                           (b"\x80\x04\x95\x00pickle", "invalid_model"),
+                                           (_graph_output_not_utf8(), "invalid_model")])
 def test_bad_uploads_are_422_and_store_nothing(client: TestClient, blob: bytes, code: str) -> None:
     response = import_model(client, "bad", blob)
     assert response.status_code == 422 and response.json()["code"] == code
