@@ -4,8 +4,9 @@ FastAPI documents what it validates itself. maas reads its JSON bodies with orjs
 default form type is JSON too) and serves inference from raw ASGI endpoints (``api/raw.py``), so FastAPI on
 its own would document no request body, a FastAPI-shaped 422 that maas never sends, and no ``/predict`` or V2
 route at all. Routes declare what they take and answer here instead: ``json_body`` / ``upload_body`` for
-the request (``openapi_extra``), ``errors(...)`` for the error statuses in our shape, and ``RawOperation`` for
-a raw route; ``complete`` adds the raw routes' operations and every model's schema to the components.
+the request (``openapi_extra``), ``answers(...)`` for the answer's model (``schemas/answers.py``: documented,
+never used to filter), ``errors(...)`` for the error statuses in our shape, and ``RawOperation`` for a raw
+route; ``complete`` adds the raw routes' operations and every model's schema to the components.
 """
 
 from __future__ import annotations
