@@ -29,7 +29,6 @@ from starlette.routing import Route
 
 from maas.api import openapi
 from maas.api.deps import Services
-from maas.api.openapi import RawOperation
 from maas.api.raw import Answer, Pending, RawEndpoint, RawRequest, Reply, json_answer
 from maas.observability import context
 from maas.observability.metrics import Metrics
@@ -55,7 +54,7 @@ class MaasAPI(FastAPI):
     _front: ASGIApp | None = None
     services: Services  # also app.state.services; read by every raw request, where State's lookup costs ~0.5 us
 
-    raw_operations: Mapping[str, RawOperation] = {}  # the raw routes' documentation, by path (see api/openapi.py)
+    raw_operations: Mapping[str, openapi.RawOperation] = {}  # the raw routes' documentation, by path
 
     _completed: dict[str, Any] | None = None
 

@@ -140,13 +140,16 @@ def complete(document: dict[str, Any], routes: Iterable[BaseRoute], raw: Mapping
     return document
 
 
+_FASTAPI_422 = {"$ref": COMPONENTS + "HTTPValidationError"}
+
+
 def _our_validation_errors(paths: dict[str, Any]) -> None:
     """FastAPI documents a 422 in its own shape on every route with parameters; maas answers ``Error``."""
     ours = errors(422)[422]
     for operations in paths.values():
         for operation in operations.values():
-            invalid = operation.get("responses", {}).get("422")
-            if invalid is not None and "HTTPValidationError" in str(invalid):
+            invalid = operation.get("responses", {}).get("422", {})
+            if invalid.get("content", {}).get("application/json", {}).get("schema") == _FASTAPI_422:
                 operation["responses"]["422"] = ours
 
 

@@ -13,7 +13,5 @@ from starlette.responses import JSONResponse as StarletteJSONResponse
 
 
 class JSONResponse(StarletteJSONResponse):
-    media_type = "application/json"
-
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
